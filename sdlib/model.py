@@ -134,13 +134,21 @@ class SDModel:
         T.index_put_((b[:, 0], b[:, 1]), torch.tensor(-self.t, dtype=torch.float64), accumulate=True)
         return T + T.T
 
+    def _spinful_hopping(self, device) -> torch.Tensor:
+        key = str(device)
+        cache = self.__dict__.setdefault("_hop_cache", {})
+        if key not in cache:
+            eye = torch.eye(2, dtype=torch.float64)
+            cache.clear()  # keep one copy (the matrix is 2N × 2N)
+            cache[key] = torch.kron(self.hopping, eye).to(device=device, dtype=torch.complex128)
+        return cache[key]
+
     def hamiltonian(self, spins: torch.Tensor) -> torch.Tensor:
         """Dense single-particle Hamiltonian ``[..., 2N, 2N]`` (complex128 on the spins' device)."""
         spins = check_spins(spins, self.n_sites, check_norm=False)
         batch = spins.shape[:-2]
         dev = spins.device
-        H = torch.kron(self.hopping.to(dev), torch.eye(2, dtype=torch.float64, device=dev))
-        H = H.to(torch.complex128).expand(*batch, self.dim, self.dim).clone()
+        H = self._spinful_hopping(dev).expand(*batch, self.dim, self.dim).clone()
         sx, sy, sz = (spins[..., a].to(torch.float64) for a in range(3))
         up = torch.arange(0, self.dim, 2, device=dev)
         dn = up + 1
@@ -158,7 +166,9 @@ class SDModel:
         rows = torch.cat([2 * i, 2 * i + 1])
         cols = torch.cat([2 * j, 2 * j + 1])
         vals = torch.full((rows.numel(),), -self.t, dtype=torch.complex128)
-        return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (self.dim, self.dim), device=device).coalesce()
+        idx = torch.stack([rows, cols])
+        shape = (self.dim, self.dim)
+        return torch.sparse_coo_tensor(idx, vals, shape, device=device, check_invariants=True).coalesce()
 
     def spectral_bounds(self) -> tuple[float, float]:
         """Gershgorin bounds on the spectrum: |ε| <= z·t + |J| for unit spins."""

@@ -100,10 +100,17 @@ class ExactSolver:
 
     @staticmethod
     def local_blocks(vecs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        """Diagonal blocks ``G_i[s, s'] = Σ_n f_n conj(ψ_n(i,s)) ψ_n(i,s')``, shape ``[..., N, 2, 2]``."""
+        """Diagonal blocks ``G_i[s, s'] = Σ_n f_n conj(ψ_n(i,s)) ψ_n(i,s')``, shape ``[..., N, 2, 2]``.
+
+        Only levels with f_n > 0 contribute; with a common set of empty top levels (kT = 0) they
+        are dropped before the contraction, which is a batched product of N (2 × n_occ) matrices.
+        """
         *batch, dim, _ = vecs.shape
-        psi = vecs.reshape(*batch, dim // 2, 2, dim)  # [..., i, s, n]
-        return torch.einsum("...isn,...n,...itn->...ist", psi.conj(), f.to(vecs.dtype), psi)
+        occupied = (f > 0).reshape(-1, f.shape[-1]).any(0).nonzero()
+        n_occ = int(occupied.max()) + 1 if occupied.numel() else 0
+        psi = vecs[..., :n_occ].reshape(*batch, dim // 2, 2, n_occ)  # [..., i, s, n]
+        w = psi * f[..., None, None, :n_occ].sqrt().to(vecs.dtype)
+        return w.conj() @ w.transpose(-1, -2)
 
     @staticmethod
     def moments(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
