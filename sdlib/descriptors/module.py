@@ -68,9 +68,13 @@ class Descriptor(nn.Module):
             basis[r, : c.dim] = c.vectors
         pr = np.array([p[0] for p in pairs], dtype=np.int64)
         ps = np.array([p[1] for p in pairs], dtype=np.int64)
-        self.register_buffer("index", torch.from_numpy(nb.site_index(lattice)), persistent=False)
-        self.register_buffer("bond_pairs", torch.from_numpy(nb.bonds), persistent=False)
-        self.register_buffer("tri", torch.from_numpy(nb.triangles), persistent=False)
+        index = torch.from_numpy(nb.site_index(lattice))  # [N, K] lattice sites of each neighbourhood
+        # site tables [N, n_bonds] / [N, n_tri] of each bond end and triangle corner, flattened for
+        # index_select (whose backward is a fast index_add)
+        for name, cols in [("bond_j", nb.bonds[:, 0]), ("bond_k", nb.bonds[:, 1]), ("tri_j", nb.triangles[:, 0]),
+                           ("tri_k", nb.triangles[:, 1]), ("tri_l", nb.triangles[:, 2])]:
+            self.register_buffer(name, index[:, torch.from_numpy(cols)].reshape(-1), persistent=False)
+        self.n_bonds, self.n_tri = len(nb.bonds), len(nb.triangles)
         self.register_buffer("basis", torch.from_numpy(basis).to(dtype), persistent=False)
         self.register_buffer("linear", torch.tensor(linear, dtype=torch.long), persistent=False)
         self.register_buffer("pair_r", torch.from_numpy(pr), persistent=False)
@@ -79,10 +83,12 @@ class Descriptor(nn.Module):
     # ------------------------------------------------------------------ pieces
     def variables(self, spins: torch.Tensor) -> torch.Tensor:
         """Bond variables then chiralities of every neighbourhood: ``[..., N, n_var]``."""
-        s = spins[..., self.index, :]  # [..., N, K, 3]
-        b = (s[..., self.bond_pairs[:, 0], :] * s[..., self.bond_pairs[:, 1], :]).sum(-1)
-        sj, sk, sl = (s[..., self.tri[:, c], :] for c in range(3))
-        chi = (sj * torch.linalg.cross(sk, sl, dim=-1)).sum(-1)
+        def take(idx, n):  # spins of the sites idx, shaped [..., N, n, 3]
+            return spins.index_select(-2, idx).unflatten(-2, (self.n_sites, n))
+
+        b = (take(self.bond_j, self.n_bonds) * take(self.bond_k, self.n_bonds)).sum(-1)
+        sk, sl = take(self.tri_k, self.n_tri), take(self.tri_l, self.n_tri)
+        chi = (take(self.tri_j, self.n_tri) * torch.linalg.cross(sk, sl, dim=-1)).sum(-1)
         return torch.cat([b, chi], dim=-1)
 
     def coefficients(self, spins: torch.Tensor) -> torch.Tensor:
@@ -93,8 +99,8 @@ class Descriptor(nn.Module):
     def forward(self, spins: torch.Tensor) -> torch.Tensor:
         spins = self._check(spins)
         f = self.coefficients(spins)
-        lin = f[..., self.linear, 0]
-        quad = (f[..., self.pair_r, :] * f[..., self.pair_s, :]).sum(-1)
+        lin = f[..., 0].index_select(-1, self.linear)
+        quad = (f.index_select(-2, self.pair_r) * f.index_select(-2, self.pair_s)).sum(-1)
         return torch.cat([lin, quad], dim=-1)
 
     def _check(self, spins) -> torch.Tensor:
