@@ -1,45 +1,43 @@
 """Parameter sweeps of the book's chapters with papermill, locally or on a Dask cluster.
 
-Command line::
+Command line (``sweep`` is the same as a Python function)::
 
     python -m sdlib.batch NOTEBOOK --out DIR -p NAME V1 V2 ... [-p NAME2 ...]
                           [--workers K] [--scheduler ADDRESS] [--timeout S] [--no-progress]
 
-runs the Cartesian product of the values, one papermill execution (kernel ``python3``) per point,
-into ``DIR/<run-id>.ipynb``; ``sweep`` is the same as a Python function.
+Every point of the Cartesian product of the values is executed by papermill (kernel ``python3``,
+working directory ``DIR/<run-id>/``) into ``DIR/<run-id>.ipynb``. Command-line values are JSON
+scalars (``json.loads``): ``2`` is an int, ``2.0`` and ``1e-3`` floats, ``true``/``false`` (and
+``True``/``False``) bools; other text, or a JSON string such as ``'"2"'``, is a str; ``null``,
+lists and objects are rejected. ``--timeout`` is papermill's per-cell timeout (seconds, rounded up).
 
-Values on the command line are read as JSON scalars (``json.loads``): ``2`` is an int, ``2.0``
-and ``1e-3`` are floats, ``true``/``false`` (and Python's ``True``/``False``) are bools; anything
-else, or a JSON string such as ``'"2"'``, is a str. ``null``, lists and objects are rejected.
+Run ids are ``name=value`` pairs sorted by name and joined by ``_`` (``J=2.0_mu=-1.0``; values as
+JSON, strings bare). If that is not filesystem-safe (outside ``[A-Za-z0-9._+=-]``), ambiguous (a
+string that reads as a number) or longer than ``MAX_ID``, it is sanitised, cut and given an
+8-hex-digit hash of the parameters, so ids stay deterministic and distinct.
 
-Run ids are ``name=value`` pairs sorted by name and joined by ``_`` (``J=2.0_mu=-1.0``), values
-written as JSON (strings bare). When that text is not filesystem-safe (characters outside
-``[A-Za-z0-9._+=-]``), is ambiguous (a string that reads back as a number) or longer than
-``MAX_ID`` characters, it is shortened/sanitised and an 8-hex-digit hash of the parameters is
-appended, so ids stay deterministic and distinct.
+Results: a chapter calls ``sdlib.batch.record(name=value, ...)`` with JSON scalars (int, float,
+bool, str); they are merged into ``results.json`` in its working directory (atomic write) and
+become columns of ``DIR/summary.csv`` (prefixed ``result_`` if named like a parameter). The
+summary has one row per run: ``run_id``, the parameters, ``status`` (``ok``/``failed``),
+``error`` (``ExceptionName: message`` from the failing cell, one line), ``wall_time_s``, the
+results. It is rewritten atomically after every finished run, and running a sweep again skips
+runs already ``ok``. A parameter absent from the notebook's ``parameters`` cell fails its runs
+without executing anything. Kernels and Dask workers import the ``sdlib`` that runs the sweep
+(its directory is put on ``PYTHONPATH``; Dask workers need it in their environment).
 
-Recording results: a chapter calls ``sdlib.batch.record(name=value, ...)`` with JSON scalars
-(int, float, bool, str); they are merged into ``results.json`` in the kernel's working directory,
-written atomically. Each run executes with working directory ``DIR/<run-id>/``, and its recorded
-values become columns of ``DIR/summary.csv`` (a result named like a parameter gets the prefix
-``result_``). The summary has one row per run: ``run_id``, the parameters, ``status`` (``ok`` or
-``failed``), ``error`` (``ExceptionName: message`` of the failing cell, one line),
-``wall_time_s`` and the results. It is rewritten atomically after every finished run; running the
-same sweep again skips runs already ``ok``. ``--timeout`` is papermill's per-cell execution timeout
-in seconds. A parameter that the notebook's ``parameters`` cell does not define fails every run
-that sets it, without executing the notebook. The kernel finds the ``sdlib`` that runs the sweep
-(its directory is put on ``PYTHONPATH``).
-
-This module imports only the standard library at import time; papermill, tqdm and distributed are
-imported by the functions that use them, so ``import sdlib.batch`` is cheap inside chapters.
+Only the standard library is imported at import time (papermill, tqdm and distributed inside the
+functions that use them), so ``import sdlib.batch`` is cheap inside chapters.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import hashlib
+import io
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -55,6 +53,7 @@ MAX_ID = 96
 _FIXED = ("run_id", "status", "error", "wall_time_s")
 _SCALARS = (bool, int, float, str)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+_UNQUOTED = re.compile(r"[-+0-9.].*|true|false|True|False|null|NaN|Infinity")  # may read as non-str
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -76,10 +75,10 @@ def record(**values) -> dict:
     """
     for key, value in values.items():
         if key in _FIXED:
-            raise ValueError(f"record: {key!r} is reserved for the sweep summary; choose another name")
+            raise ValueError(f"record: {key!r} is a column of the sweep summary; use another name")
         if not isinstance(value, _SCALARS):
-            raise ValueError(f"record: {key}={value!r} is a {type(value).__name__}; only int, float, "
-                             f"bool and str are allowed (convert with float(...) or int(...))")
+            raise ValueError(f"record: {key}={value!r} is a {type(value).__name__}; only int, "
+                             f"float, bool and str are allowed (convert with float() or int())")
     path = Path.cwd() / RESULTS_FILE
     merged = json.loads(path.read_text()) if path.exists() else {}
     merged.update(values)
@@ -100,22 +99,13 @@ def parse_value(text: str):
     return value
 
 
-def _ambiguous(value) -> bool:
-    """True for a str value that would not read back as the same str."""
-    if not isinstance(value, str):
-        return False
-    try:
-        return parse_value(value) != value
-    except ValueError:
-        return True
-
-
 def run_id(params: dict) -> str:
     """Readable, filesystem-safe, deterministic name of one parameter point (see module doc)."""
     fmt = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
     text = "_".join(f"{k}={fmt[k]}" for k in sorted(params))
     safe = _UNSAFE.sub("-", text)
-    if safe == text and not any(map(_ambiguous, params.values())) and len(text) <= MAX_ID:
+    strs = [v for v in params.values() if isinstance(v, str)]
+    if safe == text and len(text) <= MAX_ID and not any(_UNQUOTED.fullmatch(v) for v in strs):
         return text
     key = json.dumps(sorted((k, [type(v).__name__, v]) for k, v in params.items()))
     return f"{safe[:MAX_ID - 9]}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
@@ -137,7 +127,7 @@ def _row(rid, params, status, error, wall, results) -> dict:
 
 def _read_results(workdir: Path) -> dict:
     path = workdir / RESULTS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _run_one(notebook: str, out_dir: str, rid: str, params: dict, timeout) -> dict:
@@ -155,7 +145,7 @@ def _run_one(notebook: str, out_dir: str, rid: str, params: dict, timeout) -> di
     try:
         pm.execute_notebook(notebook, str(Path(out_dir) / f"{rid}.ipynb"), parameters=params,
                             kernel_name="python3", cwd=str(workdir), progress_bar=False,
-                            execution_timeout=timeout)
+                            execution_timeout=None if timeout is None else math.ceil(timeout))
     except Exception as exc:  # noqa: BLE001 - every failure is reported in the summary
         status, error = "failed", _error_line(exc)
     return _row(rid, params, status, error, round(time.perf_counter() - start, 3),
@@ -168,12 +158,11 @@ def _write_summary(path: Path, rows: dict) -> None:
                 if k not in _FIXED and (i < list(r).index("status")) == before]
 
     fields = ["run_id", *dict.fromkeys(keys(True)), *_FIXED[1:], *dict.fromkeys(keys(False))]
-    with tempfile.TemporaryFile("w+", newline="") as buf:
-        writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows.values())
-        buf.seek(0)
-        _atomic_write(path, buf.read())
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows.values())
+    _atomic_write(path, buf.getvalue())
 
 
 def _check(notebook: Path, params: dict) -> str:
@@ -183,13 +172,10 @@ def _check(notebook: Path, params: dict) -> str:
     if not notebook.is_file() or notebook.suffix != ".ipynb":
         raise ValueError(f"notebook must be an existing .ipynb file, got {str(notebook)!r}")
     for name, values in params.items():
-        if not name.isidentifier():
-            raise ValueError(f"parameter name must be a Python identifier, got {name!r}")
-        if not isinstance(values, (list, tuple)) or not values:
-            raise ValueError(f"parameter {name!r} needs a non-empty list of values, got {values!r}")
-        for v in values:
-            if not isinstance(v, _SCALARS):
-                raise ValueError(f"parameter {name}={v!r}: values must be int, float, bool or str")
+        if not (name.isidentifier() and isinstance(values, (list, tuple)) and values
+                and all(isinstance(v, _SCALARS) for v in values)):
+            raise ValueError(f"parameter {name!r}: need an identifier and a non-empty list of "
+                             f"int, float, bool or str values, got {values!r}")
     allowed = list(pm.inspect_notebook(str(notebook)))
     unknown = [n for n in params if n not in allowed]
     if not unknown:
@@ -205,14 +191,33 @@ def _executor(workers: int, scheduler):
 
         pool = cf.ProcessPoolExecutor(max_workers=workers)
         return pool.submit, cf.as_completed, lambda: pool.shutdown(cancel_futures=True)
-    import uuid
-
     import distributed
 
     client = distributed.Client(scheduler) if isinstance(scheduler, str) else scheduler
-    submit = lambda fn, *args: client.submit(fn, *args, pure=False, key=f"sweep-{args[2]}-{uuid.uuid4().hex[:8]}")  # noqa: E731
+    submit = lambda fn, *args: client.submit(fn, *args, pure=False)  # noqa: E731
     close = client.close if isinstance(scheduler, str) else (lambda: None)
     return submit, distributed.as_completed, close
+
+
+def _plan(out: Path, params: dict, unknown: str):
+    """Rows of the summary (earlier ones first), this sweep's points and the runs still to do."""
+    rows = {}
+    if (out / SUMMARY_FILE).exists():
+        with (out / SUMMARY_FILE).open(newline="") as f:
+            rows = {r["run_id"]: r for r in csv.DictReader(f)}
+    combos = itertools.product(*params.values())
+    points = {run_id(p): p for p in (dict(zip(params, c)) for c in combos)}
+    todo = []
+    for rid, point in points.items():
+        old = rows.get(rid, {})
+        if unknown:
+            rows[rid] = _row(rid, point, "failed", unknown, 0.0, {})
+        elif old.get("status") == "ok":
+            wall = float(old.get("wall_time_s") or 0.0)
+            rows[rid] = _row(rid, point, "ok", "", wall, _read_results(out / rid))
+        else:
+            todo.append((rid, point))
+    return rows, points, todo
 
 
 def sweep(notebook, out_dir, params: dict, workers: int = 1, scheduler=None, timeout=None,
@@ -232,47 +237,31 @@ def sweep(notebook, out_dir, params: dict, workers: int = 1, scheduler=None, tim
     notebook, out = Path(notebook).resolve(), Path(out_dir).resolve()
     unknown = _check(notebook, params)
     out.mkdir(parents=True, exist_ok=True)
-    summary = out / SUMMARY_FILE
-    rows = {}
-    if summary.exists():
-        with summary.open(newline="") as f:
-            rows = {r["run_id"]: r for r in csv.DictReader(f)}
-    points = [dict(zip(params, combo)) for combo in itertools.product(*params.values())]
-    order, todo = [], []
-    for point in points:
-        rid = run_id(point)
-        order.append(rid)
-        old = rows.get(rid)
-        if unknown:
-            rows[rid] = _row(rid, point, "failed", unknown, 0.0, {})
-        elif old is not None and old.get("status") == "ok":
-            rows[rid] = _row(rid, point, "ok", "", float(old["wall_time_s"] or 0.0),
-                             _read_results(out / rid))
-        else:
-            todo.append((rid, point))
-    _write_summary(summary, rows)
-    if todo:
-        submit, as_completed, close = _executor(workers, scheduler)
-        try:
-            futures = {submit(_run_one, str(notebook), str(out), rid, p, timeout): (rid, p)
-                       for rid, p in todo}
-            for fut in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run",
-                            disable=not progress):
-                rid, point = futures[fut]
-                try:
-                    rows[rid] = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a lost worker fails only its run
-                    rows[rid] = _row(rid, point, "failed", _error_line(exc), 0.0, {})
-                _write_summary(summary, rows)
-        finally:
-            close()
-    return [rows[rid] for rid in order]
+    rows, points, todo = _plan(out, params, unknown)
+    _write_summary(out / SUMMARY_FILE, rows)
+    if not todo:
+        return [rows[rid] for rid in points]
+    submit, as_completed, close = _executor(workers, scheduler)
+    try:
+        futures = {submit(_run_one, str(notebook), str(out), rid, p, timeout): (rid, p)
+                   for rid, p in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="run",
+                        disable=not progress):
+            rid, point = futures[fut]
+            try:
+                rows[rid] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a lost worker fails only its own run
+                rows[rid] = _row(rid, point, "failed", _error_line(exc), 0.0, {})
+            _write_summary(out / SUMMARY_FILE, rows)
+    finally:
+        close()
+    return [rows[rid] for rid in points]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sdlib.batch", description=__doc__.split("\n")[0])
     ap.add_argument("notebook")
-    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--out", required=True, help="output directory DIR")
     ap.add_argument("-p", "--param", nargs="+", action="append", default=[],
                     metavar=("NAME", "VALUE"), help="a parameter and its values (repeatable)")
     ap.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
@@ -296,8 +285,7 @@ def main(argv=None) -> int:
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         print(f"failed {r['run_id']}: {r['error']}", file=sys.stderr)
-    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed; summary: "
-          f"{Path(args.out) / SUMMARY_FILE}")
+    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed: {Path(args.out) / SUMMARY_FILE}")
     return 1 if failed else 0
 
 

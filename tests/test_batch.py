@@ -51,7 +51,7 @@ def test_record_merges_atomically_and_rejects_non_scalars(tmp_path, monkeypatch)
         with pytest.raises(ValueError, match="energy_list"):
             batch.record(good=1.0, energy_list=bad)
     assert json.loads((tmp_path / batch.RESULTS_FILE).read_text()) == on_disk
-    with pytest.raises(ValueError, match="reserved"):
+    with pytest.raises(ValueError, match="column of the sweep summary"):
         batch.record(status="ok")
 
 
@@ -79,7 +79,7 @@ def test_run_id_is_readable_safe_deterministic_and_distinct():
 
 
 def test_unknown_parameter_fails_without_executing(tmp_path):
-    rows = batch.sweep(FIXTURE, tmp_path, {"a": [1.0], "c": [1, 2]}, progress=False)
+    rows = batch.sweep(FIXTURE, tmp_path, {"a": [1.0], "c": [1, 2, 2]}, progress=False)
     assert [r["status"] for r in rows] == ["failed", "failed"]
     for row in rows:
         assert "'c'" in row["error"] and "a, b, fail" in row["error"]
