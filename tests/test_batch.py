@@ -123,12 +123,15 @@ def test_cli_failing_runs_keep_the_chapter_message(cli_sweep):
         assert row["run_id"] in proc.stderr
 
 
-def test_rerun_skips_ok_runs(cli_sweep):
+def test_rerun_skips_ok_runs_and_saves_after_each_run(cli_sweep, monkeypatch):
     out, _, before = cli_sweep
     ok = [rid for rid, r in before.items() if r["status"] == "ok"]
     failed = [rid for rid, r in before.items() if r["status"] == "failed"]
     mtimes = {rid: (out / f"{rid}.ipynb").stat().st_mtime_ns for rid in before}
+    writes, write = [], batch._write_summary
+    monkeypatch.setattr(batch, "_write_summary", lambda *a: (write(*a), writes.append(1)))
     rows = batch.sweep(FIXTURE, out, {"a": [1.0, -1], "b": [1, 2]}, workers=2, progress=False)
+    assert len(writes) == 1 + len(failed)  # once before, then after every finished run
     for rid in ok:
         assert (out / f"{rid}.ipynb").stat().st_mtime_ns == mtimes[rid]  # not executed again
     for rid in failed:
