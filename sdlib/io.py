@@ -1,0 +1,143 @@
+"""Files: atomic writes, HDF5 trajectories, and a generator of training data from quenches.
+
+Trajectory files (HDF5, h5py) hold appendable, chunked datasets ``spins [T, N, 3]``,
+``fields [T, N, 3]``, ``energy [T]``, ``time [T]``, ``step [T]`` and the run's parameters as a JSON
+attribute ``params``. A file being written is called ``<path>.part``; every append is flushed, so
+a killed writer leaves a readable ``.part`` holding every frame appended before the kill, and a
+new writer on the same path continues it. ``close()`` renames it to ``<path>``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "generate_quench_data"]
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Write to a temporary file beside ``path`` and move it into place only on success."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class TrajectoryWriter:
+    """Append snapshots (spins, fields, energy) of one system of ``n_sites`` spins to an HDF5 file."""
+
+    KEYS = ("spins", "fields", "energy", "time", "step")
+
+    def __init__(self, path, n_sites: int, params: dict | None = None, chunk: int = 16):
+        self.path = Path(path)
+        self.part = self.path.with_name(self.path.name + ".part")
+        if self.path.exists():
+            raise FileExistsError(f"{self.path} exists; trajectories are never overwritten")
+        self.n_sites = int(n_sites)
+        if self.part.exists():
+            self.h5 = h5py.File(self.part, "a")
+            if self.h5["spins"].shape[1] != self.n_sites:
+                raise ValueError(f"{self.part} holds {self.h5['spins'].shape[1]} sites, not n_sites={n_sites}")
+        else:
+            self.h5 = h5py.File(self.part, "w")
+            vec = dict(shape=(0, self.n_sites, 3), maxshape=(None, self.n_sites, 3), chunks=(chunk, self.n_sites, 3))
+            self.h5.create_dataset("spins", dtype="f8", **vec)
+            self.h5.create_dataset("fields", dtype="f8", **vec)
+            for k, dt in (("energy", "f8"), ("time", "f8"), ("step", "i8")):
+                self.h5.create_dataset(k, shape=(0,), maxshape=(None,), chunks=(max(chunk, 64),), dtype=dt)
+            self.h5.attrs["params"] = json.dumps(params or {})
+            self.h5.flush()
+
+    def __len__(self) -> int:
+        return self.h5["step"].shape[0]
+
+    @property
+    def last_step(self) -> int:
+        """Step of the last stored frame (-1 if none)."""
+        return int(self.h5["step"][-1]) if len(self) else -1
+
+    def append(self, step: int, time: float, spins, fields, energy) -> None:
+        values = {
+            "spins": np.asarray(torch.as_tensor(spins).detach().cpu(), dtype=np.float64),
+            "fields": np.asarray(torch.as_tensor(fields).detach().cpu(), dtype=np.float64),
+            "energy": float(energy), "time": float(time), "step": int(step),
+        }
+        if values["spins"].shape != (self.n_sites, 3) or values["fields"].shape != (self.n_sites, 3):
+            raise ValueError(f"spins and fields must have shape [{self.n_sites}, 3]")
+        n = len(self)
+        for k in self.KEYS:
+            ds = self.h5[k]
+            ds.resize(n + 1, axis=0)
+            ds[n] = values[k]
+        self.h5.flush()
+
+    def close(self) -> Path:
+        self.h5.close()
+        os.replace(self.part, self.path)
+        return self.path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+        else:
+            self.h5.close()  # keep the .part: what was appended stays readable and resumable
+
+
+def read_trajectory(path) -> dict:
+    """All datasets as torch tensors, plus ``params`` (dict). Reads ``path`` or its ``.part``."""
+    path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".part").exists():
+        path = path.with_name(path.name + ".part")
+    with h5py.File(path, "r") as h5:
+        out = {k: torch.from_numpy(h5[k][...]) for k in TrajectoryWriter.KEYS}
+        out["params"] = json.loads(h5.attrs["params"])
+    return out
+
+
+def generate_quench_data(ff, n_sites: int, path, *, n_steps: int, every: int, dt: float, alpha: float, kT: float,
+                         seed: int, spins0=None, method: str = "midpoint", params: dict | None = None,
+                         progress: bool = False) -> Path:
+    """Quench from random unit spins (seeded) into a bath at ``kT``; save (spins, fields, energy) every ``every`` steps.
+
+    Killed runs resume: the integrator checkpoints to ``<path>.ckpt`` and the trajectory continues
+    in ``<path>.part``; frames already stored are not written twice. Returns the finished path.
+    """
+    from .dynamics import LLG, Observer
+
+    if spins0 is None:
+        g = torch.Generator().manual_seed(seed)
+        spins0 = torch.randn(n_sites, 3, dtype=torch.float64, generator=g)
+        spins0 = spins0 / spins0.norm(dim=-1, keepdim=True)
+    llg = LLG(ff, dt=dt, alpha=alpha, kT=kT, seed=seed, method=method, progress=progress)
+    meta = {**(params or {}), **llg.params(), "n_steps": n_steps, "every": every, "init": "random"}
+
+    class _Writer(Observer):
+        name = "writer"
+
+        def __call__(self, step, time, spins, out):
+            if step % self.every == 0 and step > writer.last_step:
+                writer.append(step, time, spins, out.fields, out.energy)
+
+    ckpt = Path(str(path) + ".ckpt")
+    with TrajectoryWriter(path, n_sites, meta) as writer:
+        llg.run(spins0, n_steps, observers=[_Writer(every)], checkpoint=ckpt, checkpoint_every=10 * every)
+    ckpt.unlink()
+    return Path(path)
