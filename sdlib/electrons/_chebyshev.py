@@ -30,7 +30,7 @@ import torch
 
 __all__ = [
     "jackson_kernel", "n_nodes", "dct2", "expansion", "fermi_coefficients", "omega_coefficients",
-    "evaluate", "hopping_band_edges", "rescaling",
+    "evaluate", "hopping_band_edges", "rescaling", "node_weights",
 ]
 
 MARGIN = 0.01  # the spectral interval is mapped into [-(1 - MARGIN), 1 - MARGIN]
@@ -78,6 +78,18 @@ def expansion(values: torch.Tensor, M: int, kernel: bool = True) -> torch.Tensor
     if kernel:
         c = c * jackson_kernel(M, device=values.device)
     return c
+
+
+def node_weights(series: torch.Tensor, K: int) -> torch.Tensor:
+    """Weights w_k ``[..., K]`` with Σ_n series_n c_n[g] = Σ_k w_k g(x_k) for every g (c_n by K-point quadrature).
+
+    w_k = (1/K) Σ_n (2 - δ_n0) series_n cos(n θ_k): the expanded density of states at the nodes
+    when ``series`` holds the damped moments g_n μ_n. A type-III DCT, by one zero-padded FFT.
+    """
+    M = series.shape[-1]
+    n = torch.arange(M, dtype=torch.float64, device=series.device)
+    a = series * torch.where(n == 0, 1.0, 2.0) / K * torch.exp(1j * math.pi * n / (2 * K))
+    return (torch.fft.ifft(a, n=2 * K, dim=-1)[..., :K] * (2 * K)).real
 
 
 def _energies(mu: torch.Tensor, a: float, b: float, K: int) -> torch.Tensor:

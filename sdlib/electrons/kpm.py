@@ -18,7 +18,7 @@ Ensembles (same energy definitions as ``ExactSolver``; KPM needs kT > 0):
 * fixed μ: Ω from the moments, fields from ρ, one recursion of M steps.
 * fixed filling: the moments μ_n are computed first (M/2 steps, μ_{2n} = 2⟨α_n|α_n⟩ - μ_0 and
   μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1); μ solves N_e = Σ_n g_n c^f_n(μ) μ_n = 2N ∫ f(ε) ρ_KPM(ε) dε by
-  bisection on the expanded density of states; then the fields come from a second recursion
+  bracketing on the expanded density of states; then the fields come from a second recursion
   (M steps) with the coefficients of f at that μ. Energy: the free energy F = Ω(μ) + μ N_e.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ __all__ = ["KPMSolver"]
 KT_ERROR = "KPM needs kT > 0 (a Fermi-function broadening); use ExactSolver for kT = 0"
 DEFAULT_DISTANCE = 6  # probing=True: sites of one colour are more than 6 hops apart
 AUTO_TOL = 1e-4  # probing="auto": every neglected coupling |ρ_ij| <= AUTO_TOL (``auto_distance``)
-_MU_TOL = 1e-12  # bisection stops when the bracket of μ is narrower than this (energy units)
+_MU_TOL = 1e-12  # μ is bracketed to this width (energy units)
+_MU_GRID = 64  # trial values of μ per bracketing step
 
 
 def _is_int(x) -> bool:
@@ -184,14 +185,22 @@ class KPMSolver:
         return fn(mu, self.model.kT, self.a, self.b, self.n_moments, self.n_nodes, self.kernel == "jackson")
 
     def solve_mu(self, moments: torch.Tensor) -> torch.Tensor:
-        """μ ``[...]`` with Σ_n g_n c^f_n(μ) μ_n = N_e (bisection on the KPM density of states)."""
-        kT, ne = self.model.kT, self.model.n_electrons
-        lo = torch.full(moments.shape[:-1], self.lo - 40 * kT, dtype=torch.float64, device=moments.device)
-        hi = torch.full_like(lo, self.hi + 40 * kT)
+        """μ ``[...]`` with N_e(μ) = Σ_n g_n c^f_n(μ) μ_n = Σ_k w_k f(ε_k) (``node_weights``: the
+        expanded DOS at the quadrature nodes ε_k). Bracketing on a grid of ``_MU_GRID`` points per
+        step, until the bracket is narrower than ``_MU_TOL``; assumes N_e(μ) increasing (a positive DOS).
+        """
+        m, K = self.model, self.n_nodes
+        damped = moments * cheb.jackson_kernel(self.n_moments, device=moments.device) if self.kernel else moments
+        w = cheb.node_weights(damped, K)[..., None, :]
+        eps = self.a * cheb.nodes(K, device=moments.device) + self.b
+        lo = torch.full(moments.shape[:-1], self.lo - 40 * m.kT, dtype=torch.float64, device=moments.device)
+        hi = torch.full_like(lo, self.hi + 40 * m.kT)
+        grid = torch.linspace(0, 1, _MU_GRID, dtype=torch.float64, device=moments.device)
         while (hi - lo).max() > _MU_TOL:
-            mid = 0.5 * (lo + hi)
-            too_many = (self._coefficients("f", mid) * moments).sum(-1) > ne
-            hi, lo = torch.where(too_many, mid, hi), torch.where(too_many, lo, mid)
+            mus = lo[..., None] + (hi - lo)[..., None] * grid
+            n_e = (w * torch.sigmoid((mus[..., None] - eps) / m.kT)).sum(-1)
+            j = (n_e < m.n_electrons).sum(-1, keepdim=True).clamp(1, _MU_GRID - 1)
+            lo, hi = mus.gather(-1, j - 1)[..., 0], mus.gather(-1, j)[..., 0]
         return 0.5 * (lo + hi)
 
     def moments(self, spins: torch.Tensor) -> torch.Tensor:
