@@ -126,24 +126,28 @@ class KPMSolver:
 
     # ------------------------------------------------------------------ Chebyshev recursion
     def _operator(self, spins: torch.Tensor):
-        """The map ψ ↦ H̃ψ for ψ ``[..., N, 2, R]`` and spins ``[..., N, 3]``."""
+        """The map (ψ, ψ_prev, s) ↦ s·H̃ψ - ψ_prev for ψ ``[..., N, 2, R]``, spins ``[..., N, 3]``, s = 1, 2.
+
+        H̃ψ = (-t Σ_δ ψ[neighbour δ] - J (S·σ) ψ - b ψ) / a: the hopping by gathers along the site
+        axis, the on-site 2 × 2 block -J (S·σ) - b elementwise, all columns at once.
+        """
         a, b, J = self.a, self.b, self.model.J
         nbr = self.model.lattice.neighbors.to(spins.device)
-        sx, sy, sz = (spins[..., a_][..., None].to(torch.float64) for a_ in range(3))
-        d_up = ((-J * sz - b) / a).to(self.dtype)
-        d_dn = ((J * sz - b) / a).to(self.dtype)
-        off = (-J * torch.complex(sx, -sy) / a).to(self.dtype)  # <↑|H|↓> / a
-        off_c = off.conj()
-        hop = -self.model.t / a
+        sx, sy, sz = (spins[..., k][..., None].to(torch.float64) for k in range(3))
+        local = [((-J * sz - b) / a), (-J * torch.complex(sx, -sy) / a), ((J * sz - b) / a)]  # ↑↑, ↑↓, ↓↓
+        local = {s: [(s * x).to(self.dtype) for x in local] for s in (1, 2)}
 
-        def apply(psi: torch.Tensor) -> torch.Tensor:
+        def apply(psi: torch.Tensor, prev: torch.Tensor | None, s: int) -> torch.Tensor:
             out = psi.index_select(-3, nbr[:, 0])
             for d in range(1, nbr.shape[1]):
                 out += psi.index_select(-3, nbr[:, d])
-            out *= hop
+            out *= -s * self.model.t / a
+            if prev is not None:
+                out -= prev
+            uu, ud, dd = local[s]
             up, dn = psi[..., 0, :], psi[..., 1, :]
-            out[..., 0, :] += d_up * up + off * dn
-            out[..., 1, :] += off_c * up + d_dn * dn
+            out[..., 0, :].addcmul_(uu, up).addcmul_(ud, dn)
+            out[..., 1, :].addcmul_(ud.conj(), up).addcmul_(dd, dn)
             return out
 
         return apply
@@ -152,15 +156,14 @@ class KPMSolver:
         """Moments μ_n ``[..., M]`` and, with ``coef`` ``[..., M]``, Y = Σ_n coef_n T_n(H̃) V."""
         est, apply, M = self.estimator, self._operator(spins), self.n_moments
         prev = est.vectors(spins.device, self.dtype).expand(*spins.shape[:-2], -1, -1, -1)
-        cur = apply(prev)
+        cur = apply(prev, None, 1)
         mom = [est.trace(prev), est.trace(cur)]
         Y = None
         if coef is not None:
             c = coef.to(self.dtype)[..., None, None, None]
             Y = prev * c[..., 0, :, :, :] + cur * c[..., 1, :, :, :]
         for n in range(2, M):
-            nxt = apply(cur).mul_(2).sub_(prev)
-            prev, cur = cur, nxt
+            prev, cur = cur, apply(cur, prev, 2)
             mom.append(est.trace(cur))
             if Y is not None:
                 Y.addcmul_(cur, c[..., n, :, :, :])
@@ -170,12 +173,11 @@ class KPMSolver:
         """Moments μ_n ``[..., M]`` from ⌈M/2⌉ steps: μ_{2n} = 2⟨α_n|α_n⟩ - μ_0, μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1."""
         est, apply, M = self.estimator, self._operator(spins), self.n_moments
         prev = est.vectors(spins.device, self.dtype).expand(*spins.shape[:-2], -1, -1, -1)
-        cur = apply(prev)
+        cur = apply(prev, None, 1)
         m0, m1 = est.dot(prev, prev), est.dot(prev, cur)
         mom = [m0, m1]
         for n in range(1, (M + 1) // 2):
-            nxt = apply(cur).mul_(2).sub_(prev)
-            prev, cur = cur, nxt
+            prev, cur = cur, apply(cur, prev, 2)
             mom += [2 * est.dot(prev, prev) - m0, 2 * est.dot(cur, prev) - m1]
         return torch.stack(mom[:M], -1)
 
