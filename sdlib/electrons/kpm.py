@@ -8,7 +8,7 @@ grand potential Ω = Tr ω(H) are Chebyshev series (``_chebyshev``, Jackson-damp
 (Weiße et al., Rev. Mod. Phys. 78, 275 (2006)). T_n(H̃) V is built for a block of R vectors at once
 by the recursion α_{n+1} = 2 H̃ α_n - α_{n-1}, each step one sparse product from the lattice stencil
 (-t Σ_δ ψ[neighbour δ] by gather, -J S·σ as a 2 × 2 per site). The trace and the diagonal 2 × 2
-blocks of ρ are estimated from the same vectors (``_estimators``): probing vectors (Barros & Kato,
+blocks of ρ are estimated from the same vectors (``_chebyshev.Probing``, ``RandomPhases``): probing vectors (Barros & Kato,
 PRB 88, 235101 (2013); Wang et al., J. Chem. Phys. 148, 094107 (2018)) or spin-resolved random
 phases. The local fields follow as in ``ExactSolver``, H_i = J Tr[σ ρ_ii] = J ⟨c†_i σ c_i⟩.
 Cost O(N · M · R): N sites, M moments, R vectors; memory a few blocks of 2N × R complex numbers.
