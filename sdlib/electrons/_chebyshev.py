@@ -21,6 +21,10 @@ The two functions KPM needs at temperature kT (energies in units of t):
 
     Fermi function      f(ε) = 1 / (e^{(ε-μ)/kT} + 1)
     grand potential     ω(ε) = -kT ln(1 + e^{-(ε-μ)/kT}),   ω'(ε) = f(ε),  Ω = Tr ω(H)
+
+The second half of the module holds the estimators of traces and diagonal 2 × 2 blocks from a
+block of vectors: probing vectors on a periodic colouring of the lattice, and spin-resolved
+random phases.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ import torch
 
 __all__ = [
     "jackson_kernel", "n_nodes", "dct2", "expansion", "fermi_coefficients", "omega_coefficients",
-    "evaluate", "hopping_band_edges", "rescaling", "node_weights",
+    "evaluate", "hopping_band_edges", "rescaling", "node_weights", "nodes",
+    "hop_distance", "probing_sublattice", "probing_colors", "Probing", "RandomPhases", "auto_distance",
 ]
 
 MARGIN = 0.01  # the spectral interval is mapped into [-(1 - MARGIN), 1 - MARGIN]

@@ -8,9 +8,11 @@ grand potential Ω = Tr ω(H) are Chebyshev series (``_chebyshev``, Jackson-damp
 (Weiße et al., Rev. Mod. Phys. 78, 275 (2006)). T_n(H̃) V is built for a block of R vectors at once
 by the recursion α_{n+1} = 2 H̃ α_n - α_{n-1}, each step one sparse product from the lattice stencil
 (-t Σ_δ ψ[neighbour δ] by gather, -J S·σ as a 2 × 2 per site). The trace and the diagonal 2 × 2
-blocks of ρ are estimated from the same vectors (``_chebyshev.Probing``, ``RandomPhases``): probing vectors (Barros & Kato,
-PRB 88, 235101 (2013); Wang et al., J. Chem. Phys. 148, 094107 (2018)) or spin-resolved random
-phases. The local fields follow as in ``ExactSolver``, H_i = J Tr[σ ρ_ii] = J ⟨c†_i σ c_i⟩.
+blocks of ρ are estimated from the same vectors (``_chebyshev.Probing``, ``_chebyshev.RandomPhases``):
+probing vectors (Barros & Kato, PRB 88, 235101 (2013); Wang et al., J. Chem. Phys. 148, 094107
+(2018)) or spin-resolved random phases. The probing colouring is a periodic tiling: the cosets of
+the smallest sublattice commensurate with the L × L torus whose vectors are all longer than the
+probing distance (``_chebyshev.probing_sublattice``). The local fields follow as in ``ExactSolver``, H_i = J Tr[σ ρ_ii] = J ⟨c†_i σ c_i⟩.
 Cost O(N · M · R): N sites, M moments, R vectors; memory a few blocks of 2N × R complex numbers.
 
 Ensembles (same energy definitions as ``ExactSolver``; KPM needs kT > 0):
@@ -55,13 +57,19 @@ class KPMSolver:
     n_moments : M >= 2, Chebyshev moments (polynomial degree M - 1).
     n_vectors : random vectors per spin component (only with ``probing=False``; 2·n_vectors columns).
     probing : True (colour-mates more than ``DEFAULT_DISTANCE`` hops apart), an integer distance
-        d >= 1, "auto" (d from the decay of the expanded Fermi function, see ``auto_distance``), or
-        False for random phases. Probing uses 2·n_colours columns and is deterministic.
+        d >= 1, "auto" (the smallest d with a rigorous bound |ρ_ij| <= ``AUTO_TOL`` on every neglected
+        coupling, ``auto_distance``; conservative: d ≈ 160 hops at kT = 0.1 on the triangular lattice
+        with J = 2, i.e. exact probing, every site its own colour, at cost O(N²M)), or False for
+        random phases. Probing uses 2·n_colours columns and is deterministic.
     seed : seed of the random phases (the same vectors are used in every call).
     bounds : (lo, hi) enclosing the spectrum of every unit-spin configuration, i.e. containing
         [ε_min(hopping) - |J|, ε_max(hopping) + |J|] (Weyl's inequality, attained by the
         ferromagnet); default exactly that interval. A 1 % margin is added in the rescaling.
-    kernel : "jackson" (default) or None (plain truncated series, no damping).
+    kernel : "jackson" (default) or None (plain truncated series, no damping). At kT > 0 the Fermi
+        function is analytic, its undamped series converges exponentially once M ≫ a/kT, while the
+        Jackson kernel (a positive smoothing of width ~πa/M) leaves an O(1/M²) error: on 8 × 8 square,
+        J = 6, kT = 0.1, M = 400 the field error against ED is 4e-6 (Jackson) vs 1.5e-7 (None); on
+        9 × 9 triangular, J = 2, kT = 0.1: 1.6e-3 vs 4e-10. The damped series stays within [0, 1].
     dtype : torch.complex128 (default) or torch.complex64 for the vectors.
 
     Spins ``[N, 3]`` or ``[B, N, 3]`` (unit vectors) on any device; the batch is vectorised.
