@@ -1,0 +1,237 @@
+"""Kernel polynomial method (KPM): a linear-scaling force field for the s-d model.
+
+With H̃ = (H - b)/a the Hamiltonian rescaled into (-1, 1), the density matrix ρ = f(H) and the
+grand potential Ω = Tr ω(H) are Chebyshev series (``_chebyshev``, Jackson-damped by default):
+
+    ρ ≈ Σ_{n<M} g_n c^f_n T_n(H̃),    Ω ≈ Σ_{n<M} g_n c^ω_n μ_n,    μ_n = Tr T_n(H̃)
+
+(Weiße et al., Rev. Mod. Phys. 78, 275 (2006)). T_n(H̃) V is built for a block of R vectors at once
+by the recursion α_{n+1} = 2 H̃ α_n - α_{n-1}, each step one sparse product from the lattice stencil
+(-t Σ_δ ψ[neighbour δ] by gather, -J S·σ as a 2 × 2 per site). The trace and the diagonal 2 × 2
+blocks of ρ are estimated from the same vectors (``_chebyshev.Probing``, ``_chebyshev.RandomPhases``):
+probing vectors (Barros & Kato, PRB 88, 235101 (2013); Wang et al., J. Chem. Phys. 148, 094107
+(2018)) or spin-resolved random phases. The probing colouring is a periodic tiling: the cosets of
+the smallest sublattice commensurate with the L × L torus whose vectors are all longer than the
+probing distance (``_chebyshev.probing_sublattice``). The local fields follow as in ``ExactSolver``, H_i = J Tr[σ ρ_ii] = J ⟨c†_i σ c_i⟩.
+Cost O(N · M · R): N sites, M moments, R vectors; memory a few blocks of 2N × R complex numbers.
+
+Ensembles (same energy definitions as ``ExactSolver``; KPM needs kT > 0):
+
+* fixed μ: Ω from the moments, fields from ρ, one recursion of M steps.
+* fixed filling: the moments μ_n are computed first (M/2 steps, μ_{2n} = 2⟨α_n|α_n⟩ - μ_0 and
+  μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1); μ solves N_e = Σ_n g_n c^f_n(μ) μ_n = 2N ∫ f(ε) ρ_KPM(ε) dε by
+  bracketing on the expanded density of states; then the fields come from a second recursion
+  (M steps) with the coefficients of f at that μ. Energy: the free energy F = Ω(μ) + μ N_e.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..forcefield import ForceFieldOutput
+from ..model import SDModel, check_spins
+from . import _chebyshev as cheb
+from ._chebyshev import Probing, RandomPhases, auto_distance
+from .ed import ExactSolver
+
+__all__ = ["KPMSolver"]
+
+KT_ERROR = "KPM needs kT > 0 (a Fermi-function broadening); use ExactSolver for kT = 0"
+DEFAULT_DISTANCE = 6  # probing=True: sites of one colour are more than 6 hops apart
+AUTO_TOL = 1e-4  # probing="auto": every neglected coupling |ρ_ij| <= AUTO_TOL (``auto_distance``)
+_MU_TOL = 1e-12  # μ is bracketed to this width (energy units)
+_MU_GRID = 64  # trial values of μ per bracketing step
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class KPMSolver:
+    """KPM force field (``ForceField`` interface): ``out = KPMSolver(model)(spins)``.
+
+    Parameters
+    ----------
+    model : SDModel with kT > 0 (fixed μ or fixed filling).
+    n_moments : M >= 2, Chebyshev moments (polynomial degree M - 1).
+    n_vectors : random vectors per spin component (only with ``probing=False``; 2·n_vectors columns).
+    probing : True (colour-mates more than ``DEFAULT_DISTANCE`` hops apart), an integer distance
+        d >= 1, "auto" (the smallest d with a rigorous bound |ρ_ij| <= ``AUTO_TOL`` on every neglected
+        coupling, ``auto_distance``; conservative: d ≈ 160 hops at kT = 0.1 on the triangular lattice
+        with J = 2, i.e. exact probing, every site its own colour, at cost O(N²M)), or False for
+        random phases. Probing uses 2·n_colours columns and is deterministic.
+    seed : seed of the random phases (the same vectors are used in every call).
+    bounds : (lo, hi) enclosing the spectrum of every unit-spin configuration, i.e. containing
+        [ε_min(hopping) - |J|, ε_max(hopping) + |J|] (Weyl's inequality, attained by the
+        ferromagnet); default exactly that interval. A 1 % margin is added in the rescaling.
+    kernel : "jackson" (default) or None (plain truncated series, no damping). At kT > 0 the Fermi
+        function is analytic, its undamped series converges exponentially once M ≫ a/kT, while the
+        Jackson kernel (a positive smoothing of width ~πa/M) leaves an O(1/M²) error: on 8 × 8 square,
+        J = 6, kT = 0.1, M = 400 the field error against ED is 4e-6 (Jackson) vs 1.5e-7 (None); on
+        9 × 9 triangular, J = 2, kT = 0.1: 1.6e-3 vs 4e-10. The damped series stays within [0, 1].
+    dtype : torch.complex128 (default) or torch.complex64 for the vectors.
+
+    Spins ``[N, 3]`` or ``[B, N, 3]`` (unit vectors) on any device; the batch is vectorised.
+    """
+
+    def __init__(self, model: SDModel, n_moments: int = 400, n_vectors=None, probing=True, seed: int = 0,
+                 bounds=None, kernel: str | None = "jackson", dtype=torch.complex128):
+        if not isinstance(model, SDModel):
+            raise ValueError(f"model must be an SDModel, got {type(model).__name__}")
+        if not model.kT > 0:
+            raise ValueError(KT_ERROR)
+        if not _is_int(n_moments) or n_moments < 2:
+            raise ValueError(f"n_moments must be an integer >= 2, got {n_moments!r}")
+        if kernel not in ("jackson", None):
+            raise ValueError(f"kernel must be 'jackson' or None, got {kernel!r}")
+        if dtype not in (torch.complex128, torch.complex64):
+            raise ValueError(f"dtype must be torch.complex128 or torch.complex64, got {dtype!r}")
+        if not _is_int(seed):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.model, self.n_moments, self.kernel, self.dtype = model, n_moments, kernel, dtype
+        self.lo, self.hi = self._check_bounds(bounds)
+        self.a, self.b = cheb.rescaling(self.lo, self.hi)
+        self.n_nodes = cheb.n_nodes(n_moments, self.a, model.kT)
+        self.estimator = self._make_estimator(probing, n_vectors, seed)
+
+    # ------------------------------------------------------------------ construction
+    def _check_bounds(self, bounds) -> tuple[float, float]:
+        m = self.model
+        t_lo, t_hi = cheb.hopping_band_edges(m.lattice, m.t)
+        need = (t_lo - abs(m.J), t_hi + abs(m.J))
+        if bounds is None:
+            return need
+        try:
+            lo, hi = (float(x) for x in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be a pair (lo, hi) of real numbers, got {bounds!r}") from None
+        slack = 1e-12 * (need[1] - need[0])
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= need[0] + slack and hi >= need[1] - slack):
+            raise ValueError(
+                f"bounds={bounds!r} must enclose the spectrum of every unit-spin configuration, "
+                f"[{need[0]:.6g}, {need[1]:.6g}] (hopping band edges ∓ |J|); use bounds=None for that interval"
+            )
+        return lo, hi
+
+    def _make_estimator(self, probing, n_vectors, seed):
+        lat = self.model.lattice
+        if probing is False:
+            if not _is_int(n_vectors) or n_vectors < 1:
+                raise ValueError(f"n_vectors must be an integer >= 1 with probing=False, got {n_vectors!r}")
+            return RandomPhases(lat.n_sites, n_vectors, seed)
+        if n_vectors is not None:
+            raise ValueError("n_vectors applies to random vectors only: pass probing=False with n_vectors=R")
+        if probing is True:
+            return Probing(lat, DEFAULT_DISTANCE)
+        if probing == "auto":
+            m = self.model
+            mu = torch.tensor(m.mu if m.mu is not None else self.b, dtype=torch.float64)
+            return Probing(lat, auto_distance(self._coefficients("f", mu), AUTO_TOL))
+        if _is_int(probing) and probing >= 1:
+            return Probing(lat, probing)
+        raise ValueError(f"probing must be True, False, 'auto' or an integer distance >= 1, got {probing!r}")
+
+    # ------------------------------------------------------------------ Chebyshev recursion
+    def _operator(self, spins: torch.Tensor):
+        """The map (ψ, ψ_prev, s) ↦ s·H̃ψ - ψ_prev for ψ ``[..., N, 2, R]``, spins ``[..., N, 3]``, s = 1, 2.
+
+        H̃ψ = (-t Σ_δ ψ[neighbour δ] - J (S·σ) ψ - b ψ) / a: the hopping by gathers along the site
+        axis, the on-site 2 × 2 block -J (S·σ) - b elementwise, all columns at once.
+        """
+        a, b, J = self.a, self.b, self.model.J
+        nbr = self.model.lattice.neighbors.to(spins.device)
+        sx, sy, sz = (spins[..., k][..., None].to(torch.float64) for k in range(3))
+        local = [((-J * sz - b) / a), (-J * torch.complex(sx, -sy) / a), ((J * sz - b) / a)]  # ↑↑, ↑↓, ↓↓
+        local = {s: [(s * x).to(self.dtype) for x in local] for s in (1, 2)}
+
+        def apply(psi: torch.Tensor, prev: torch.Tensor | None, s: int) -> torch.Tensor:
+            out = psi.index_select(-3, nbr[:, 0])
+            for d in range(1, nbr.shape[1]):
+                out += psi.index_select(-3, nbr[:, d])
+            out *= -s * self.model.t / a
+            if prev is not None:
+                out -= prev
+            uu, ud, dd = local[s]
+            up, dn = psi[..., 0, :], psi[..., 1, :]
+            out[..., 0, :].addcmul_(uu, up).addcmul_(ud, dn)
+            out[..., 1, :].addcmul_(ud.conj(), up).addcmul_(dd, dn)
+            return out
+
+        return apply
+
+    def _recursion(self, spins: torch.Tensor, coef: torch.Tensor | None):
+        """Moments μ_n ``[..., M]`` and, with ``coef`` ``[..., M]``, Y = Σ_n coef_n T_n(H̃) V."""
+        est, apply, M = self.estimator, self._operator(spins), self.n_moments
+        prev = est.vectors(spins.device, self.dtype).expand(*spins.shape[:-2], -1, -1, -1)
+        cur = apply(prev, None, 1)
+        mom = [est.trace(prev), est.trace(cur)]
+        Y = None
+        if coef is not None:
+            c = coef.to(self.dtype)[..., None, None, None]
+            Y = prev * c[..., 0, :, :, :] + cur * c[..., 1, :, :, :]
+        for n in range(2, M):
+            prev, cur = cur, apply(cur, prev, 2)
+            mom.append(est.trace(cur))
+            if Y is not None:
+                Y.addcmul_(cur, c[..., n, :, :, :])
+        return torch.stack(mom, -1), Y
+
+    def _moments_doubling(self, spins: torch.Tensor) -> torch.Tensor:
+        """Moments μ_n ``[..., M]`` from ⌈M/2⌉ steps: μ_{2n} = 2⟨α_n|α_n⟩ - μ_0, μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1."""
+        est, apply, M = self.estimator, self._operator(spins), self.n_moments
+        prev = est.vectors(spins.device, self.dtype).expand(*spins.shape[:-2], -1, -1, -1)
+        cur = apply(prev, None, 1)
+        m0, m1 = est.dot(prev, prev), est.dot(prev, cur)
+        mom = [m0, m1]
+        for n in range(1, (M + 1) // 2):
+            prev, cur = cur, apply(cur, prev, 2)
+            mom += [2 * est.dot(prev, prev) - m0, 2 * est.dot(cur, prev) - m1]
+        return torch.stack(mom[:M], -1)
+
+    # ------------------------------------------------------------------ ensembles
+    def _coefficients(self, which: str, mu: torch.Tensor) -> torch.Tensor:
+        fn = cheb.fermi_coefficients if which == "f" else cheb.omega_coefficients
+        return fn(mu, self.model.kT, self.a, self.b, self.n_moments, self.n_nodes, self.kernel == "jackson")
+
+    def solve_mu(self, moments: torch.Tensor) -> torch.Tensor:
+        """μ ``[...]`` with N_e(μ) = Σ_n g_n c^f_n(μ) μ_n = Σ_k w_k f(ε_k) (``node_weights``: the
+        expanded DOS at the quadrature nodes ε_k). Bracketing on a grid of ``_MU_GRID`` points per
+        step, until the bracket is narrower than ``_MU_TOL``; assumes N_e(μ) increasing (a positive DOS).
+        """
+        m, K = self.model, self.n_nodes
+        damped = moments * cheb.jackson_kernel(self.n_moments, device=moments.device) if self.kernel else moments
+        w = cheb.node_weights(damped, K)[..., None, :]
+        eps = self.a * cheb.nodes(K, device=moments.device) + self.b
+        lo = torch.full(moments.shape[:-1], self.lo - 40 * m.kT, dtype=torch.float64, device=moments.device)
+        hi = torch.full_like(lo, self.hi + 40 * m.kT)
+        grid = torch.linspace(0, 1, _MU_GRID, dtype=torch.float64, device=moments.device)
+        while (hi - lo).max() > _MU_TOL:
+            mus = lo[..., None] + (hi - lo)[..., None] * grid
+            n_e = (w * torch.sigmoid((mus[..., None] - eps) / m.kT)).sum(-1)
+            j = (n_e < m.n_electrons).sum(-1, keepdim=True).clamp(1, _MU_GRID - 1)
+            lo, hi = mus.gather(-1, j - 1)[..., 0], mus.gather(-1, j)[..., 0]
+        return 0.5 * (lo + hi)
+
+    def moments(self, spins: torch.Tensor) -> torch.Tensor:
+        """Estimated Chebyshev moments μ_n = Tr T_n(H̃), ``[..., M]`` (μ_0 = 2N); DOS ρ(x) ∝ Σ g_n μ_n T_n(x)."""
+        spins = check_spins(spins, self.model.n_sites)
+        return self._moments_doubling(spins)
+
+    def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
+        spins = check_spins(spins, self.model.n_sites)
+        m = self.model
+        if m.canonical:
+            mom = self._moments_doubling(spins)
+            mu = self.solve_mu(mom)
+            _, Y = self._recursion(spins, self._coefficients("f", mu))
+        else:
+            mu = torch.full(spins.shape[:-2], m.mu, dtype=torch.float64, device=spins.device)
+            mom, Y = self._recursion(spins, self._coefficients("f", mu))
+        energy = (self._coefficients("w", mu) * mom).sum(-1)
+        if m.canonical:
+            energy = energy + mu * m.n_electrons
+        G = self.estimator.blocks(Y).to(torch.complex128)
+        G = 0.5 * (G + G.conj().transpose(-1, -2))  # ρ_ii is Hermitian
+        fields = m.J * ExactSolver.moments(G)[0]
+        return ForceFieldOutput(energy.to(spins.dtype), fields.to(spins.dtype))
