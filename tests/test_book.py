@@ -34,3 +34,20 @@ def test_chapter_is_stripped_and_parametrised(path):
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be stripped"
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill (and so the batch sweeps) must parse every assignment of the parameters cell."""
+    import ast
+
+    import papermill as pm
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    tuples = [node for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+              and not all(isinstance(t, ast.Name) for t in node.targets)]
+    assert not tuples, "one name per assignment in the parameters cell"
+    assert list(pm.inspect_notebook(str(path))) == assigned
