@@ -81,11 +81,11 @@ def q_norms(lattice: Lattice) -> torch.Tensor:
     return torch.from_numpy(best)
 
 
-def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
-    """S(q) ``[..., L, L]`` (indexed [m2, m1]) of a site field ``[..., N]`` or triangle field ``[..., 2N]``.
+def _fourier(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, int]:
+    """FFT of the mean-subtracted field per Bravais sub-lattice: ``[..., sub, L, L]`` indexed [m2, m1].
 
-    A triangle field (the chirality) lives on the up (r + (a1+a2)/3) and down (r + 2(a1+a2)/3)
-    triangles: the two sub-lattices are combined with their phase factors.
+    F = Σ_r δφ_r e^{-2πi (m1 x + m2 y)/L} with i = x + L y; ``sub`` is 1 (site field, N entries)
+    or 2 (up and down triangles, 2N entries). Also returns the number of entries.
     """
     L, N = lattice.L, lattice.n_sites
     n = field.shape[-1]
@@ -93,8 +93,17 @@ def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
         raise ValueError(f"field must have N={N} (sites) or 2N={2 * N} (triangles) entries, got {n}")
     phi = field.to(torch.float64)
     phi = phi - phi.mean(-1, keepdim=True)
-    grids = phi.reshape(*phi.shape[:-1], n // N, L, L)  # [..., sub, y, x], i = x + L y
-    F = torch.fft.fft2(grids)  # Σ_r φ e^{-2πi (m1 x + m2 y)/L}, indexed [m2, m1]
+    return torch.fft.fft2(phi.reshape(*phi.shape[:-1], n // N, L, L)), n
+
+
+def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
+    """S(q) ``[..., L, L]`` (indexed [m2, m1]) of a site field ``[..., N]`` or triangle field ``[..., 2N]``.
+
+    A triangle field (the chirality) lives on the up (r + (a1+a2)/3) and down (r + 2(a1+a2)/3)
+    triangles: the two sub-lattices are combined with their phase factors.
+    """
+    L, N = lattice.L, lattice.n_sites
+    F, n = _fourier(field, lattice)
     if n == 2 * N:  # relative offset (a1+a2)/3 of the down triangles: phase e^{-iq·δ}
         m = torch.arange(L, dtype=torch.float64) / L
         phase = torch.exp(-2j * math.pi * (m[:, None] + m[None, :]) / 3)
@@ -133,13 +142,7 @@ def correlation_function(field: torch.Tensor, lattice: Lattice) -> tuple[torch.T
     taken within each Bravais sub-lattice of the field (up and down triangles separately, then
     averaged), by FFT.
     """
-    L, N = lattice.L, lattice.n_sites
-    n = field.shape[-1]
-    if n not in (N, 2 * N):
-        raise ValueError(f"field must have N={N} (sites) or 2N={2 * N} (triangles) entries, got {n}")
-    phi = field.to(torch.float64)
-    phi = phi - phi.mean(-1, keepdim=True)
-    F = torch.fft.fft2(phi.reshape(*phi.shape[:-1], n // N, L, L))
+    F, _ = _fourier(field, lattice)
     corr = torch.fft.ifft2(F.abs() ** 2).real.sum(-3)  # [..., y, x]
     corr = corr / corr[..., :1, :1].clamp_min(1e-300)
     r = _r_norms(lattice).reshape(-1)
