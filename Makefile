@@ -9,7 +9,12 @@ HTML_MANAGER := 1.0.14
 REQUIREJS := 2.3.7
 WIDGET_JS := _static/embed-amd.js _static/require.js
 
-.PHONY: venv book test check-book clean
+# Kernels: the venv first, so that the `python3` kernel is this environment's Python.
+export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+NBVAL := --nbval-current-env --nbval-cell-timeout=900
+
+.PHONY: venv book test check-book chromium clean
 
 venv: $(STAMP)
 
@@ -36,13 +41,24 @@ _static/require.js:
 book: $(STAMP) $(WIDGET_JS)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
 
-# The README's test command: unit and physics tests, then every chapter executed by nbval.
+# The README's test command: unit and physics tests and every chapter under nbval (lax), then the
+# rendered book: built, re-executed under strict nbval, and its HTML checked in headless Chromium.
 test: $(STAMP)
-	$(PY) -m pytest tests book --nbval-lax -p no:cacheprovider
+	$(PY) -m pytest tests book --nbval-lax $(NBVAL) -p no:cacheprovider --ignore=tests/test_html.py
+	$(MAKE) check-book
 
-# Strict nbval over the executed book: the outputs must re-execute to the same values.
-check-book: book
-	$(PY) -m pytest --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg _build/jupyter_execute/book -p no:cacheprovider
+# Strict nbval over the executed book (outputs must re-execute identically up to
+# tests/nbval_sanitize.cfg), then the HTML pages in headless Chromium with no network.
+check-book: book chromium
+	$(PY) -m pytest --nbval $(NBVAL) --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		_build/jupyter_execute/book tests/test_html.py -p no:cacheprovider
+
+# Headless Chromium for tests/test_html.py: installed from Debian when missing (as root).
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "Chromium is missing: install it with 'sudo apt-get install -y chromium'" >&2; exit 1; fi
 
 clean:
 	rm -rf _build .pytest_cache
