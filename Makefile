@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Widget JavaScript served from _static so the rendered explorer works offline.
+# Widget JavaScript served from _static/widgets so the rendered explorer works offline (a
+# sub-folder: jupyter-book adds every top-level _static/*.js to every page).
 HTML_MANAGER := 1.0.14
 REQUIREJS := 2.3.7
 MATHJAX := 3.2.2
-WIDGET_JS := _static/embed-amd.js _static/require.js _static/mathjax/tex-mml-chtml.js
+WIDGET_JS := _static/widgets/embed-amd.js _static/widgets/require.js _static/mathjax/tex-mml-chtml.js
 
 # Kernels: the venv first, so that the `python3` kernel is this environment's Python.
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
@@ -24,16 +25,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[book,test,batch]"
 	touch $(STAMP)
 
-_static/embed-amd.js:
-	mkdir -p _static/.npm
+_static/widgets/embed-amd.js:
+	mkdir -p _static/.npm _static/widgets
 	cd _static/.npm && npm pack -q @jupyter-widgets/html-manager@$(HTML_MANAGER) >/dev/null
 	tar -xzf _static/.npm/jupyter-widgets-html-manager-$(HTML_MANAGER).tgz -C _static/.npm
 	cp _static/.npm/package/dist/embed-amd.js $@
-	cp _static/.npm/package/LICENSE _static/LICENSE.html-manager 2>/dev/null || true
+	cp _static/.npm/package/LICENSE _static/widgets/LICENSE.html-manager 2>/dev/null || true
 	rm -rf _static/.npm
 
-_static/require.js:
-	mkdir -p _static/.npm
+_static/widgets/require.js:
+	mkdir -p _static/.npm _static/widgets
 	cd _static/.npm && npm pack -q requirejs@$(REQUIREJS) >/dev/null
 	tar -xzf _static/.npm/requirejs-$(REQUIREJS).tgz -C _static/.npm
 	cp _static/.npm/package/require.js $@
