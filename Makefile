@@ -8,8 +8,7 @@ STAMP := $(VENV)/.installed
 # sub-folder: jupyter-book adds every top-level _static/*.js to every page).
 HTML_MANAGER := 1.0.14
 REQUIREJS := 2.3.7
-MATHJAX := 3.2.2
-WIDGET_JS := _static/widgets/embed-amd.js _static/widgets/require.js _static/mathjax/tex-mml-chtml.js
+WIDGET_JS := _static/widgets/embed-amd.js _static/widgets/require.js
 
 # Kernels: the venv first, so that the `python3` kernel is this environment's Python.
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
@@ -38,16 +37,6 @@ _static/widgets/require.js:
 	cd _static/.npm && npm pack -q requirejs@$(REQUIREJS) >/dev/null
 	tar -xzf _static/.npm/requirejs-$(REQUIREJS).tgz -C _static/.npm
 	cp _static/.npm/package/require.js $@
-	rm -rf _static/.npm
-
-# MathJax served locally too, so that the equations render offline.
-_static/mathjax/tex-mml-chtml.js:
-	mkdir -p _static/.npm _static/mathjax/output/chtml/fonts
-	cd _static/.npm && npm pack -q mathjax@$(MATHJAX) >/dev/null
-	tar -xzf _static/.npm/mathjax-$(MATHJAX).tgz -C _static/.npm
-	cp -r _static/.npm/package/es5/output/chtml/fonts/woff-v2 _static/mathjax/output/chtml/fonts/
-	cp _static/.npm/package/LICENSE _static/mathjax/LICENSE
-	cp _static/.npm/package/es5/tex-mml-chtml.js $@
 	rm -rf _static/.npm
 
 book: $(STAMP) $(WIDGET_JS)
