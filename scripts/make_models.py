@@ -35,13 +35,13 @@ RECIPES = {
         physics=dict(kind="square", L=16, t=1.0, J=6.0, filling=0.485, kT=0.0),
         quench=dict(dt=0.05, alpha=0.5, n_steps=80, every=1, seeds=[101, 102, 103, 104],
                     bath_kT=[0.0, 0.01, 0.02, 0.05]),
-        random=dict(files=[(201, 24), (202, 24)]),
+        random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 50) for k in range(6)]),
     ),
     "triangular-tetrahedral": dict(
         physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
         quench=dict(dt=0.05, alpha=0.5, n_steps=200, every=1, seeds=[101, 102, 103, 104, 105, 106],
                     bath_kT=[0.0, 0.005, 0.01, 0.02, 0.05, 0.0]),
-        random=dict(files=[(201, 40), (202, 40)]),
+        random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 100) for k in range(8)]),
     ),
 }
 
@@ -49,6 +49,13 @@ RECIPES = {
 def build_model(physics: dict) -> SDModel:
     lat = getattr(lattice, physics["kind"])(physics["L"])
     return SDModel(lat, t=physics["t"], J=physics["J"], filling=physics["filling"], kT=physics["kT"])
+
+
+def uniform_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
+    """``[n, N, 3]`` independent uniform random unit spins (the initial states of the quenches)."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, n_sites, 3, generator=g, dtype=torch.float64)
+    return s / s.norm(dim=-1, keepdim=True)
 
 
 def random_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
@@ -89,17 +96,74 @@ def generate(name: str, data_dir: str) -> None:
                              kT=kT, seed=seed, params={"physics": rec["physics"], "kind": "quench"},
                              checkpoint_every=20)
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
-    for seed, n in rec["random"]["files"]:
-        path = os.path.join(out_dir, f"random_s{seed}.h5")
+    jobs = [("random", seed, n, random_configurations) for seed, n in rec["random"]["files"]]
+    jobs += [("uniform", seed, n, uniform_configurations) for seed, n in rec["random"].get("uniform", [])]
+    for kind, seed, n, make in jobs:
+        path = os.path.join(out_dir, f"{kind}_s{seed}.h5")
         if os.path.exists(path):
             continue
         t0 = time.time()
-        spins = random_configurations(N, n, seed)
-        with TrajectoryWriter(path, N, {"physics": rec["physics"], "kind": "random", "seed": seed}, mode="w") as w:
+        spins = make(N, n, seed)
+        with TrajectoryWriter(path, N, {"physics": rec["physics"], "kind": kind, "seed": seed}, mode="w") as w:
             for k in range(n):
                 out = ed(spins[k])
                 w.append(k, 0.0, spins[k], out.fields, out.energy)
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
+
+
+# Network and optimiser settings of the shipped models (float32 training, float64 evaluation).
+TRAIN = dict(hidden=(64, 64), activation="silu", quench_stride=10, epochs=10, batch_size=4, lr=3e-3, lr_final=1e-4,
+             target="torque", energy_weight_final=1.0, patience=4, seed=0)
+
+
+def _split(name: str, data_dir: str):
+    from sdlib.training import split_by_trajectory
+
+    files = sorted(os.path.join(data_dir, name, f) for f in os.listdir(os.path.join(data_dir, name)) if f.endswith(".h5"))
+    return split_by_trajectory(files, val=0.15, test=0.15, seed=TRAIN["seed"])
+
+
+def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> None:
+    from sdlib.descriptors import Descriptor
+    from sdlib.nn import MLForceField
+    from sdlib.training import FieldDataset, evaluate
+    from sdlib.training import train as fit
+
+    rec, cfg = RECIPES[name], dict(TRAIN, epochs=epochs or TRAIN["epochs"])
+    phys = rec["physics"]
+    lat = getattr(lattice, phys["kind"])(phys["L"])
+    tr, va, te = _split(name, data_dir)
+    # consecutive quench frames are nearly identical: keep every quench_stride-th
+    stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
+    sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
+    torch.manual_seed(cfg["seed"])
+    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], "filling": phys["filling"],
+               "kT": phys["kT"]}
+    ff = MLForceField(Descriptor(lat), hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
+    ckpt = os.path.join(data_dir, name, "train.ckpt")
+    hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+               lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
+               patience=cfg["patience"], checkpoint=ckpt, seed=cfg["seed"], max_minutes=max_minutes)
+    ff = ff.to(torch.float64)
+    errors = {split: evaluate(ff, ds) for split, ds in zip(("train", "val", "test"), sets)}
+    print(json.dumps(errors, indent=1), flush=True)
+    ff.provenance = {
+        "script": "scripts/make_models.py", "recipe": rec, "training": {k: list(v) if isinstance(v, tuple) else v
+                                                                          for k, v in cfg.items()},
+        "data": {"train": [os.path.basename(p) for p in tr], "val": [os.path.basename(p) for p in va],
+                 "test": [os.path.basename(p) for p in te], "frames": [len(s) for s in sets],
+                 "reference": "ExactSolver (exact diagonalisation), LLG midpoint quenches + random configurations"},
+        "history": {k: hist[k] for k in ("train_loss", "val_field", "val_energy", "lr", "energy_weight")},
+        "epochs_run": len(hist["epoch"]), "best_epoch": hist["best_epoch"], "stopped": hist["stopped"],
+        "errors": errors, "wall_s_training": round(hist["wall_s"], 1),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdlib", "data", name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    print(ff.save(out), flush=True)
+    os.remove(ckpt)
 
 
 def main(argv=None) -> None:

@@ -162,7 +162,9 @@ class MLForceField(nn.Module):
         spins = self._check(spins)
         out_dtype = spins.dtype
         with torch.enable_grad():
-            s = spins.detach().to(self.dtype).requires_grad_(True)
+            # keep an outer graph (e.g. gradcheck of the fields) only when asked to build one
+            s = spins.to(self.dtype) if create_graph and spins.requires_grad else \
+                spins.detach().to(self.dtype).requires_grad_(True)
             energy = self.site_energies(s).sum(-1)
             (grad,) = torch.autograd.grad(energy.sum(), s, create_graph=create_graph)
         fields = -grad

@@ -36,7 +36,8 @@ TARGETS = ("torque", "field")
 class FieldDataset:
     """Frames (spins, fields, energy) of one or more trajectory files of the same lattice.
 
-    ``paths``: HDF5 trajectories (``sdlib.io``); ``stride`` keeps every stride-th frame of each.
+    ``paths``: HDF5 trajectories (``sdlib.io``); ``stride`` (one integer, or one per path) keeps
+    every stride-th frame of each.
     Attributes ``spins`` ``[M, N, 3]``, ``fields`` ``[M, N, 3]``, ``energy`` ``[M]`` (float64),
     ``source`` ``[M]`` (index of the file of each frame), ``paths``, ``n_sites``.
     """
@@ -45,17 +46,19 @@ class FieldDataset:
         paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         if not paths:
             raise ValueError("paths must name at least one trajectory file")
-        if not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+        strides = [stride] * len(paths) if isinstance(stride, int) else list(stride)
+        if len(strides) != len(paths) or not all(isinstance(k, int) and k >= 1 for k in strides):
+            raise ValueError(f"stride must be an integer >= 1 or one such integer per path, got {stride!r}")
         parts = [read_trajectory(p) for p in paths]
+        parts = [{k: (v[::st] if k != "params" else v) for k, v in d.items()} for d, st in zip(parts, strides)]
         sizes = {d["spins"].shape[1] for d in parts}
         if len(sizes) != 1:
             raise ValueError(f"all trajectories must have the same number of sites, got {sorted(sizes)}")
         self.paths, self.n_sites = paths, sizes.pop()
-        self.spins = torch.cat([d["spins"][::stride] for d in parts]).double()
-        self.fields = torch.cat([d["fields"][::stride] for d in parts]).double()
-        self.energy = torch.cat([d["energy"][::stride] for d in parts]).double()
-        self.source = torch.cat([torch.full((len(d["energy"][::stride]),), k) for k, d in enumerate(parts)])
+        self.spins = torch.cat([d["spins"] for d in parts]).double()
+        self.fields = torch.cat([d["fields"] for d in parts]).double()
+        self.energy = torch.cat([d["energy"] for d in parts]).double()
+        self.source = torch.cat([torch.full((len(d["energy"]),), k) for k, d in enumerate(parts)])
         self.params = [d["params"] for d in parts]
 
     def __len__(self) -> int:
