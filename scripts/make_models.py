@@ -1,0 +1,186 @@
+"""Generate the training data of the shipped models and train them.
+
+Usage (from the repository root)::
+
+    python scripts/make_models.py generate square-double-exchange [--data data/models]
+    python scripts/make_models.py train square-double-exchange [--data data/models] [--epochs N]
+    python scripts/make_models.py generate triangular-tetrahedral
+    python scripts/make_models.py train triangular-tetrahedral
+
+``generate`` runs exact-diagonalisation LLG quenches from random spins into baths at several
+temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
+noisy ferromagnetic / antiferromagnetic ones), all under ``<data>/<name>/`` (``data/`` is not
+tracked by git). Files that already exist are kept, so an interrupted run continues where it stopped.
+``train`` fits an ``MLForceField`` to those files, split by trajectory, and writes the model and its
+provenance record to ``sdlib/data/<name>.{safetensors,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sdlib import ExactSolver, SDModel, lattice  # noqa: E402
+
+# Physics and data-generation recipe of each shipped model.
+RECIPES = {
+    "square-double-exchange": dict(
+        physics=dict(kind="square", L=16, t=1.0, J=6.0, filling=0.485, kT=0.0),
+        quench=dict(dt=0.05, alpha=0.5, n_steps=80, every=1, seeds=[101, 102, 103, 104],
+                    bath_kT=[0.0, 0.01, 0.02, 0.05]),
+        random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 50) for k in range(6)]),
+    ),
+    "triangular-tetrahedral": dict(
+        physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
+        quench=dict(dt=0.05, alpha=0.5, n_steps=200, every=1, seeds=[101, 102, 103, 104, 105, 106],
+                    bath_kT=[0.0, 0.005, 0.01, 0.02, 0.05, 0.0]),
+        random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 100) for k in range(8)]),
+    ),
+}
+
+
+def build_model(physics: dict) -> SDModel:
+    lat = getattr(lattice, physics["kind"])(physics["L"])
+    return SDModel(lat, t=physics["t"], J=physics["J"], filling=physics["filling"], kT=physics["kT"])
+
+
+def uniform_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
+    """``[n, N, 3]`` independent uniform random unit spins (the initial states of the quenches)."""
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, n_sites, 3, generator=g, dtype=torch.float64)
+    return s / s.norm(dim=-1, keepdim=True)
+
+
+def random_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
+    """``[n, N, 3]``: a third uniform random, a third noisy FM, a third noisy Néel/120°-like states.
+
+    Noisy states are S ∝ S0 + w·g with Gaussian g and amplitude w uniform in [0.3, 1.5].
+    """
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, n_sites, 3, generator=g, dtype=torch.float64)
+    k = torch.arange(n)
+    base = torch.zeros(n, n_sites, 3, dtype=torch.float64)
+    base[..., 2] = 1.0
+    sign = torch.where(torch.arange(n_sites) % 2 == 0, 1.0, -1.0).to(torch.float64)
+    stag = k % 3 == 2
+    base[stag, :, 2] = sign  # staggered along the site index (Néel on even L square lattices)
+    w = 0.3 + 1.2 * torch.rand(n, 1, 1, generator=g, dtype=torch.float64)
+    noisy = k % 3 != 0
+    s[noisy] = base[noisy] + w[noisy] * s[noisy]
+    return s / s.norm(dim=-1, keepdim=True)
+
+
+def generate(name: str, data_dir: str) -> None:
+    from sdlib.io import TrajectoryWriter, generate_quench_data
+
+    rec = RECIPES[name]
+    out_dir = os.path.join(data_dir, name)
+    os.makedirs(out_dir, exist_ok=True)
+    model = build_model(rec["physics"])
+    ed = ExactSolver(model)
+    N = model.n_sites
+    q = rec["quench"]
+    for seed, kT in zip(q["seeds"], q["bath_kT"]):
+        path = os.path.join(out_dir, f"quench_s{seed}.h5")
+        if os.path.exists(path):
+            continue
+        t0 = time.time()
+        generate_quench_data(ed, N, path, n_steps=q["n_steps"], every=q["every"], dt=q["dt"], alpha=q["alpha"],
+                             kT=kT, seed=seed, params={"physics": rec["physics"], "kind": "quench"},
+                             checkpoint_every=20)
+        print(f"{path}: {time.time() - t0:.0f} s", flush=True)
+    jobs = [("random", seed, n, random_configurations) for seed, n in rec["random"]["files"]]
+    jobs += [("uniform", seed, n, uniform_configurations) for seed, n in rec["random"].get("uniform", [])]
+    for kind, seed, n, make in jobs:
+        path = os.path.join(out_dir, f"{kind}_s{seed}.h5")
+        if os.path.exists(path):
+            continue
+        t0 = time.time()
+        spins = make(N, n, seed)
+        with TrajectoryWriter(path, N, {"physics": rec["physics"], "kind": kind, "seed": seed}, mode="w") as w:
+            for k in range(n):
+                out = ed(spins[k])
+                w.append(k, 0.0, spins[k], out.fields, out.energy)
+        print(f"{path}: {time.time() - t0:.0f} s", flush=True)
+
+
+# Network and optimiser settings of the shipped models (float32 training, float64 evaluation).
+TRAIN = dict(hidden=(64, 64), activation="silu", quench_stride=10, epochs=10, batch_size=4, lr=3e-3, lr_final=1e-4,
+             target="torque", energy_weight_final=1.0, patience=4, seed=0)
+
+
+def _split(name: str, data_dir: str):
+    from sdlib.training import split_by_trajectory
+
+    files = sorted(os.path.join(data_dir, name, f) for f in os.listdir(os.path.join(data_dir, name)) if f.endswith(".h5"))
+    return split_by_trajectory(files, val=0.15, test=0.15, seed=TRAIN["seed"])
+
+
+def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> None:
+    from sdlib.descriptors import Descriptor
+    from sdlib.nn import MLForceField
+    from sdlib.training import FieldDataset, evaluate
+    from sdlib.training import train as fit
+
+    rec, cfg = RECIPES[name], dict(TRAIN, epochs=epochs or TRAIN["epochs"])
+    phys = rec["physics"]
+    lat = getattr(lattice, phys["kind"])(phys["L"])
+    tr, va, te = _split(name, data_dir)
+    # consecutive quench frames are nearly identical: keep every quench_stride-th
+    stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
+    sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
+    torch.manual_seed(cfg["seed"])
+    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], "filling": phys["filling"],
+               "kT": phys["kT"]}
+    ff = MLForceField(Descriptor(lat), hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
+    ckpt = os.path.join(data_dir, name, "train.ckpt")
+    hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+               lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
+               patience=cfg["patience"], checkpoint=ckpt, seed=cfg["seed"], max_minutes=max_minutes)
+    ff = ff.to(torch.float64)
+    errors = {split: evaluate(ff, ds) for split, ds in zip(("train", "val", "test"), sets)}
+    print(json.dumps(errors, indent=1), flush=True)
+    ff.provenance = {
+        "script": "scripts/make_models.py", "recipe": rec, "training": {k: list(v) if isinstance(v, tuple) else v
+                                                                          for k, v in cfg.items()},
+        "data": {"train": [os.path.basename(p) for p in tr], "val": [os.path.basename(p) for p in va],
+                 "test": [os.path.basename(p) for p in te], "frames": [len(s) for s in sets],
+                 "reference": "ExactSolver (exact diagonalisation), LLG midpoint quenches + random configurations"},
+        "history": {k: hist[k] for k in ("train_loss", "val_field", "val_energy", "lr", "energy_weight")},
+        "epochs_run": len(hist["epoch"]), "best_epoch": hist["best_epoch"], "stopped": hist["stopped"],
+        "errors": errors, "wall_s_training": round(hist["wall_s"], 1),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdlib", "data", name)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    print(ff.save(out), flush=True)
+    os.remove(ckpt)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["generate", "train"])
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--data", default="data/models", help="directory of the training data (default data/models)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=15.0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.stage == "generate":
+        generate(args.name, args.data)
+    else:
+        train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes)
+
+
+if __name__ == "__main__":
+    main()

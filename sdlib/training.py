@@ -1,0 +1,246 @@
+"""Training of Behler–Parrinello force fields on (spins, fields, energy) trajectories.
+
+Loss per batch of configurations (PHYSICS.md, "Behler–Parrinello force field")::
+
+    L = MSE(T_ML, T_ref) + λ(epoch) · MSE(E_ML/N, E_ref/N),     T_i = S_i × H_i   (target="torque")
+    L = MSE(H_ML, H_ref) + λ(epoch) · MSE(E_ML/N, E_ref/N)                           (target="field")
+
+λ(epoch) = 0 for ``epoch < energy_start``, then rises linearly to ``energy_weight`` over
+``energy_ramp`` epochs: the network first learns the fields (which fix E up to a constant), the
+energy term then pins the absolute energy scale. Adam with an exponentially decaying learning rate
+``lr_e = lr · (lr_final/lr)^{e/(epochs-1)}``; early stopping on the validation field loss (the
+best weights are kept); atomic checkpoints after every epoch, from which a run resumes exactly.
+Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
+frames to two splits.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from .forcefield import torque
+from .io import atomic_write, read_trajectory
+
+__all__ = ["FieldDataset", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
+           "fit_normalization", "train"]
+
+CKPT_FORMAT = "sdlib.training.checkpoint/1"
+TARGETS = ("torque", "field")
+
+
+class FieldDataset:
+    """Frames (spins, fields, energy) of one or more trajectory files of the same lattice.
+
+    ``paths``: HDF5 trajectories (``sdlib.io``); ``stride`` (one integer, or one per path) keeps
+    every stride-th frame of each.
+    Attributes ``spins`` ``[M, N, 3]``, ``fields`` ``[M, N, 3]``, ``energy`` ``[M]`` (float64),
+    ``source`` ``[M]`` (index of the file of each frame), ``paths``, ``n_sites``.
+    """
+
+    def __init__(self, paths, stride: int = 1):
+        paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        if not paths:
+            raise ValueError("paths must name at least one trajectory file")
+        strides = [stride] * len(paths) if isinstance(stride, int) else list(stride)
+        if len(strides) != len(paths) or not all(isinstance(k, int) and k >= 1 for k in strides):
+            raise ValueError(f"stride must be an integer >= 1 or one such integer per path, got {stride!r}")
+        parts = [read_trajectory(p) for p in paths]
+        parts = [{k: (v[::st] if k != "params" else v) for k, v in d.items()} for d, st in zip(parts, strides)]
+        sizes = {d["spins"].shape[1] for d in parts}
+        if len(sizes) != 1:
+            raise ValueError(f"all trajectories must have the same number of sites, got {sorted(sizes)}")
+        self.paths, self.n_sites = paths, sizes.pop()
+        self.spins = torch.cat([d["spins"] for d in parts]).double()
+        self.fields = torch.cat([d["fields"] for d in parts]).double()
+        self.energy = torch.cat([d["energy"] for d in parts]).double()
+        self.source = torch.cat([torch.full((len(d["energy"]),), k) for k, d in enumerate(parts)])
+        self.params = [d["params"] for d in parts]
+
+    def __len__(self) -> int:
+        return self.spins.shape[0]
+
+    def __getitem__(self, idx):
+        return self.spins[idx], self.fields[idx], self.energy[idx]
+
+
+def split_by_trajectory(paths, val: float = 0.15, test: float = 0.15, seed: int = 0):
+    """Shuffle the files with ``seed`` and cut them into (train, val, test) lists of paths.
+
+    Each split with a positive fraction gets at least one file; frames of one file never
+    appear in two splits.
+    """
+    paths = sorted(os.fspath(p) for p in paths)
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ValueError(f"val and test must be fractions in [0, 1) with val + test < 1, got {val}, {test}")
+    n_val = max(int(val > 0), round(val * len(paths)))
+    n_test = max(int(test > 0), round(test * len(paths)))
+    if len(paths) - n_val - n_test < 1:
+        raise ValueError(f"{len(paths)} trajectory files are too few for a train/val/test split; need >= {n_val + n_test + 1}")
+    random.Random(seed).shuffle(paths)
+    return paths[n_val + n_test:], paths[:n_val], paths[n_val:n_val + n_test]
+
+
+def energy_weight(epoch: int, final: float, start: int, ramp: int) -> float:
+    """λ(epoch): 0 before ``start``, linear to ``final`` over ``ramp`` epochs, then ``final``."""
+    if epoch < start:
+        return 0.0
+    return final * min(1.0, (epoch - start + 1) / max(ramp, 1))
+
+
+def loss_terms(ff, spins, fields, energy, target: str = "torque", create_graph: bool = True):
+    """(field-or-torque MSE, energy-per-site MSE) of ``ff`` on a batch ``[B, N, 3]``."""
+    out = ff(spins, create_graph=create_graph)
+    ref = fields.to(out.fields)
+    if target == "torque":
+        d = torque(spins.to(ref), out.fields) - torque(spins.to(ref), ref)
+    else:
+        d = out.fields - ref
+    N = spins.shape[-2]
+    de = (out.energy - energy.to(out.energy)) / N
+    return d.pow(2).mean(), de.pow(2).mean()
+
+
+@torch.no_grad()
+def fit_normalization(ff, dataset: FieldDataset, max_frames: int = 64) -> None:
+    """Fit the feature mean/std, energy shift (mean E/N) and scale (field RMS) on ``dataset``."""
+    idx = torch.linspace(0, len(dataset) - 1, min(max_frames, len(dataset))).round().long()
+    s = dataset.spins[idx].to(ff.dtype)
+    feats = ff.descriptor(s)
+    field_rms = torque(dataset.spins[idx], dataset.fields[idx]).pow(2).sum(-1).mean().sqrt().item()
+    ff.net.fit_normalization(feats, dataset.energy / dataset.n_sites, field_rms)
+
+
+def evaluate(ff, dataset: FieldDataset, batch_size: int = 8) -> dict:
+    """Errors of ``ff`` on ``dataset``: torque RMSE and relative error ‖T_ML − T_ref‖/‖T_ref‖,
+    field RMSE, energy-per-site RMSE (units of t)."""
+    num = den = dh = de = 0.0
+    for k in range(0, len(dataset), batch_size):
+        s, h, e = dataset[k:k + batch_size]
+        out = ff(s.to(ff.dtype))
+        t_ml, t_ref = torque(s, out.fields.double()), torque(s, h)
+        num += (t_ml - t_ref).pow(2).sum().item()
+        den += t_ref.pow(2).sum().item()
+        dh += (out.fields.double() - h).pow(2).sum().item()
+        de += ((out.energy.double() - e) / dataset.n_sites).pow(2).sum().item()
+    n = len(dataset) * dataset.n_sites * 3
+    return {"torque_rmse": math.sqrt(num / n), "torque_rel": math.sqrt(num / den), "field_rmse": math.sqrt(dh / n),
+            "energy_rmse_per_site": math.sqrt(de / len(dataset)), "n_frames": len(dataset)}
+
+
+def _batches(n: int, batch_size: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return [perm[k:k + batch_size] for k in range(0, n, batch_size)]
+
+
+def _val_loss(ff, val_set, batch_size, target) -> tuple[float, float]:
+    lf = le = 0.0
+    for k in range(0, len(val_set), batch_size):
+        s, h, e = val_set[k:k + batch_size]
+        f, en = loss_terms(ff, s.to(ff.dtype), h, e, target, create_graph=False)
+        lf, le = lf + f.item() * len(s), le + en.item() * len(s)
+    return lf / len(val_set), le / len(val_set)
+
+
+def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 100, batch_size: int = 4,
+          lr: float = 3e-3, lr_final: float = 1e-4, target: str = "torque", energy_weight_final: float = 0.1,
+          energy_start: int | None = None, energy_ramp: int | None = None, patience: int = 20,
+          checkpoint=None, seed: int = 0, progress: bool = True, max_minutes: float | None = None,
+          normalize: bool = True) -> dict:
+    """Fit ``ff`` (an ``MLForceField``) in place; return the history dict.
+
+    History: ``epoch``, ``train_loss``, ``train_field``, ``val_field``, ``val_energy``, ``lr``,
+    ``energy_weight`` (lists, one entry per epoch), ``best_epoch``, ``best_val``, ``stopped``
+    ("epochs", "early", or "time"), ``wall_s``. The best-validation weights are restored at the end.
+    ``energy_start``/``energy_ramp`` default to epochs/3 and epochs/3.
+    """
+    _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes)
+    energy_start = epochs // 3 if energy_start is None else energy_start
+    energy_ramp = max(1, epochs // 3) if energy_ramp is None else energy_ramp
+    torch.manual_seed(seed)
+    if normalize:
+        fit_normalization(ff, train_set)
+    opt = torch.optim.Adam(ff.net.parameters(), lr=lr)
+    hist = {k: [] for k in ("epoch", "train_loss", "train_field", "val_field", "val_energy", "lr", "energy_weight")}
+    state = {"best_val": math.inf, "best_epoch": -1, "bad": 0, "start": 0, "wall": 0.0,
+             "best": {k: v.clone() for k, v in ff.net.state_dict().items()}}
+    run_cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_final": lr_final, "target": target,
+               "seed": seed, "n_train": len(train_set), "n_val": len(val_set)}
+    if checkpoint is not None and os.path.exists(checkpoint):
+        hist, state = _resume(checkpoint, ff, opt, run_cfg)
+    t0, stopped = time.time() - state["wall"], "epochs"
+    bar = tqdm(range(state["start"], epochs), disable=not progress, desc="training")
+    for epoch in bar:
+        lam = energy_weight(epoch, energy_weight_final, energy_start, energy_ramp)
+        rate = lr * (lr_final / lr) ** (epoch / max(epochs - 1, 1))
+        for g in opt.param_groups:
+            g["lr"] = rate
+        tot = fld = 0.0
+        for idx in _batches(len(train_set), batch_size, seed * 100003 + epoch):
+            s, h, e = train_set[idx]
+            lf, le = loss_terms(ff, s.to(ff.dtype), h, e, target)
+            loss = lf + lam * le
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot, fld = tot + loss.item() * len(idx), fld + lf.item() * len(idx)
+        vf, ve = _val_loss(ff, val_set, 2 * batch_size, target)
+        for k, v in zip(hist, (epoch, tot / len(train_set), fld / len(train_set), vf, ve, rate, lam)):
+            hist[k].append(v)
+        if vf < state["best_val"]:
+            state.update(best_val=vf, best_epoch=epoch, bad=0, best={k: v.clone() for k, v in ff.net.state_dict().items()})
+        else:
+            state["bad"] += 1
+        bar.set_postfix(train=f"{tot / len(train_set):.3g}", val=f"{vf:.3g}")
+        state.update(start=epoch + 1, wall=time.time() - t0)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, ff, opt, hist, state, run_cfg)
+        if state["bad"] >= patience:
+            stopped = "early"
+            break
+        if max_minutes is not None and time.time() - t0 > 60 * max_minutes:
+            stopped = "time"
+            break
+    bar.close()
+    ff.net.load_state_dict(state["best"])
+    return hist | {"best_epoch": state["best_epoch"], "best_val": state["best_val"], "stopped": stopped,
+                   "wall_s": time.time() - t0}
+
+
+def _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes) -> None:
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if not (lr > 0 and lr_final > 0):
+        raise ValueError(f"lr and lr_final must be > 0, got {lr}, {lr_final}")
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0 or None, got {max_minutes}")
+
+
+def _save_checkpoint(path, ff, opt, hist, state, run_cfg) -> None:
+    blob = {"format": CKPT_FORMAT, "config": run_cfg, "net": ff.net.state_dict(), "optimizer": opt.state_dict(),
+            "history": hist, "state": state}
+    with atomic_write(path) as f:
+        torch.save(blob, f)
+
+
+def _resume(path, ff, opt, run_cfg):
+    try:
+        blob = torch.load(path, weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} cannot be read safely: {e}") from None
+    if not isinstance(blob, dict) or blob.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{path} is not a training checkpoint ({CKPT_FORMAT})")
+    if blob["config"] != run_cfg:
+        raise ValueError(f"checkpoint {path} was written by a run with other settings: {blob['config']} != {run_cfg}; "
+                         "remove it or use another path")
+    ff.net.load_state_dict(blob["net"])
+    opt.load_state_dict(blob["optimizer"])
+    return blob["history"], blob["state"]
