@@ -4,7 +4,7 @@ import os
 
 import pytest
 import torch
-from test_nn import ShellBondDescriptor, random_spins
+from tests.test_nn import ShellBondDescriptor, random_spins
 
 from sdlib import lattice
 from sdlib.io import TrajectoryWriter
