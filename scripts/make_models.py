@@ -93,8 +93,7 @@ def generate(name: str, data_dir: str) -> None:
             continue
         t0 = time.time()
         generate_quench_data(ed, N, path, n_steps=q["n_steps"], every=q["every"], dt=q["dt"], alpha=q["alpha"],
-                             kT=kT, seed=seed, params={"physics": rec["physics"], "kind": "quench"},
-                             checkpoint_every=20)
+                             kT=kT, seed=seed, params={"physics": rec["physics"], "kind": "quench"})
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
     jobs = [("random", seed, n, random_configurations) for seed, n in rec["random"]["files"]]
     jobs += [("uniform", seed, n, uniform_configurations) for seed, n in rec["random"].get("uniform", [])]
@@ -104,7 +103,7 @@ def generate(name: str, data_dir: str) -> None:
             continue
         t0 = time.time()
         spins = make(N, n, seed)
-        with TrajectoryWriter(path, N, {"physics": rec["physics"], "kind": kind, "seed": seed}, mode="w") as w:
+        with TrajectoryWriter(path, N, {"physics": rec["physics"], "kind": kind, "seed": seed}) as w:
             for k in range(n):
                 out = ed(spins[k])
                 w.append(k, 0.0, spins[k], out.fields, out.energy)
