@@ -52,3 +52,12 @@ def _default_dtype_unchanged():
         torch.set_default_dtype(before)
         pytest.fail(f"test changed torch default dtype from {before} to {after}; "
                     "pass dtype= explicitly instead of torch.set_default_dtype")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small-tensor tests (no oversubscription on a shared machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,13 +18,7 @@ TOL_F32 = 1e-4      # float32 against float64 fields of the same model, relative
 PHYS = {"t": 1.0, "J": 2.0, "filling": 0.25, "kT": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids oversubscription on a shared CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @register_descriptor

@@ -17,13 +17,7 @@ PHYS = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0}
 LAT = lattice.square(4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread avoids oversubscription on a shared CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def teacher(spins):
