@@ -219,7 +219,8 @@ class MLForceField(nn.Module):
         """A model shipped in ``sdlib/data``: "square-double-exchange" or "triangular-tetrahedral"."""
         names = sorted(p.stem for p in _DATA.glob("*.json"))
         if name not in names:
-            raise ValueError(f"name must be one of {names}, got {name!r}")
+            hint = "" if names else " (no model is shipped in sdlib/data yet: train one with scripts/make_models.py)"
+            raise ValueError(f"name must be one of {names}, got {name!r}{hint}")
         return cls.load(_DATA / name, lattice, dtype)
 
 
