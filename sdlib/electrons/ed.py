@@ -25,7 +25,7 @@ import torch
 from ..forcefield import ForceFieldOutput
 from ..model import SDModel, check_spins
 
-__all__ = ["ExactSolver", "fermi", "solve_mu"]
+__all__ = ["ExactSolver", "fermi", "solve_mu", "occupations"]
 
 
 def fermi(eps: torch.Tensor, mu, kT: float) -> torch.Tensor:
@@ -54,6 +54,28 @@ def solve_mu(eps: torch.Tensor, n_electrons: int, kT: float, tol: float = 1e-13,
     return 0.5 * (lo + hi)
 
 
+def occupations(eps: torch.Tensor, *, mu=None, n_electrons=None, kT: float = 0.0):
+    """Occupations ``f_n``, chemical potential ``[...]`` and energy ``[...]`` of sorted levels ``[..., M]``.
+
+    Exactly one of ``mu`` (grand potential Ω) or ``n_electrons`` (E at kT = 0, free energy
+    F = Ω(μ) + μ N_e at kT > 0 with μ solved) is given; the module docstring has the formulas.
+    """
+    if n_electrons is None:
+        mu = torch.full(eps.shape[:-1], float(mu), dtype=eps.dtype, device=eps.device)
+        f = fermi(eps, mu[..., None], kT)
+        if kT == 0:
+            return f, mu, (f * (eps - mu[..., None])).sum(-1)
+        return f, mu, -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
+    ne = int(n_electrons)
+    if kT == 0:
+        f = torch.zeros_like(eps)
+        f[..., :ne] = 1.0  # levels sorted ascending
+        return f, 0.5 * (eps[..., ne - 1] + eps[..., ne]), eps[..., :ne].sum(-1)
+    mu = solve_mu(eps, ne, kT)
+    omega = -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
+    return fermi(eps, mu[..., None], kT), mu, omega + mu * ne
+
+
 class ExactSolver:
     """Exact-diagonalisation force field (``ForceField`` interface).
 
@@ -78,25 +100,7 @@ class ExactSolver:
     def occupations(self, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Occupations ``f_n``, the chemical potential and the energy (Ω, E or F) from the levels."""
         m = self.model
-        kT = m.kT
-        if not m.canonical:
-            mu = torch.full(eps.shape[:-1], m.mu, dtype=eps.dtype, device=eps.device)
-            f = fermi(eps, mu[..., None], kT)
-            if kT == 0:
-                energy = (f * (eps - mu[..., None])).sum(-1)
-            else:
-                energy = -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
-            return f, mu, energy
-        ne = m.n_electrons
-        if kT == 0:
-            f = torch.zeros_like(eps)
-            f[..., :ne] = 1.0  # eigh returns ascending eigenvalues
-            mu = 0.5 * (eps[..., ne - 1] + eps[..., ne])
-            return f, mu, eps[..., :ne].sum(-1)
-        mu = solve_mu(eps, ne, kT)
-        f = fermi(eps, mu[..., None], kT)
-        omega = -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
-        return f, mu, omega + mu * ne
+        return occupations(eps, mu=m.mu, n_electrons=m.n_electrons, kT=m.kT)
 
     @staticmethod
     def local_blocks(vecs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from ..lattice import Lattice
 from ..lattice import square as _square
 from ..lattice import triangular as _triangular
-from .ed import fermi, solve_mu
+from .ed import occupations
 
 __all__ = ["STATES", "spins", "levels", "energy", "compare", "ground_state", "phase_diagram", "dos"]
 
@@ -120,15 +120,8 @@ def _energy_from_levels(eps: torch.Tensor, mu=None, filling=None, kT: float = 0.
     if filling is not None:
         if not 0 < filling < 1:
             raise ValueError(f"filling must be > 0 and < 1, got {filling}")
-        ne = int(round(eps.numel() * filling))
-        if kT == 0:
-            return float(eps[:ne].sum() / n_sites)
-        mu_f = solve_mu(eps, ne, kT)
-        omega = -kT * torch.nn.functional.softplus((mu_f - eps) / kT).sum()
-        return float((omega + mu_f * ne) / n_sites)
-    if kT == 0:
-        return float(((eps - mu) * fermi(eps, mu, 0.0)).sum() / n_sites)
-    return float(-kT * torch.nn.functional.softplus((mu - eps) / kT).sum() / n_sites)
+        return float(occupations(eps, n_electrons=int(round(eps.numel() * filling)), kT=kT)[2] / n_sites)
+    return float(occupations(eps, mu=mu, kT=kT)[2] / n_sites)
 
 
 def energy(name, kind, J, mu=None, filling=None, t=1.0, kT=0.0, size=96) -> float:
