@@ -161,12 +161,19 @@ def test_translation_equivariance_and_batch(setup):
     assert (desc(S[1]) - F[1]).abs().max() < TOL_EXACT
 
 
+def gradcheck_descriptor(lat, seed, weight_seed):
+    """float64 gradcheck of a random linear functional of the features; returns (descriptor, spins)."""
+    desc = Descriptor(lat, cutoff=2.0)
+    S = random_spins(lat.n_sites, seed=seed).requires_grad_(True)
+    W = torch.randn(2, lat.n_sites, desc.n_features, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(weight_seed))
+    assert torch.autograd.gradcheck(lambda s: (desc(s) * W).sum((1, 2)), (S,), eps=1e-6, atol=1e-7, rtol=1e-5)
+    return desc, S
+
+
 def test_float32_and_gradcheck():
     lat = lattice.triangular(5)
-    desc = Descriptor(lat, cutoff=2.0)
-    S = random_spins(lat.n_sites, seed=6).requires_grad_(True)
-    W = torch.randn(2, lat.n_sites, desc.n_features, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
-    assert torch.autograd.gradcheck(lambda s: (desc(s) * W).sum((1, 2)), (S,), eps=1e-6, atol=1e-7, rtol=1e-5)
+    desc, S = gradcheck_descriptor(lat, seed=6, weight_seed=11)
     d32 = Descriptor(lat, cutoff=2.0, dtype=torch.float32)
     S32 = S.detach().float().requires_grad_(True)
     F32 = d32(S32)
@@ -178,11 +185,7 @@ def test_float32_and_gradcheck():
 
 
 def test_gradcheck_square():
-    lat = lattice.square(5)
-    desc = Descriptor(lat, cutoff=2.0)
-    S = random_spins(lat.n_sites, seed=7).requires_grad_(True)
-    W = torch.randn(2, lat.n_sites, desc.n_features, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
-    assert torch.autograd.gradcheck(lambda s: (desc(s) * W).sum((1, 2)), (S,), eps=1e-6, atol=1e-7, rtol=1e-5)
+    gradcheck_descriptor(lattice.square(5), seed=7, weight_seed=12)
 
 
 # ---------------------------------------------------------------------------- discrimination
