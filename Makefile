@@ -45,7 +45,7 @@ book: $(STAMP) $(WIDGET_JS)
 # The README's test command: unit and physics tests and every chapter under nbval (lax), then the
 # rendered book: built, re-executed under strict nbval, and its HTML checked in headless Chromium.
 test: $(STAMP)
-	$(PY) -m pytest tests book --nbval-lax $(NBVAL) -p no:cacheprovider --ignore=tests/test_html.py
+	$(PY) -m pytest tests book --nbval-lax $(NBVAL) -p no:cacheprovider --ignore=tests/test_html.py --ignore=book/runs
 	$(MAKE) check-book
 
 # Strict nbval over the executed book (outputs must re-execute identically up to

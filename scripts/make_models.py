@@ -33,15 +33,15 @@ from sdlib import ExactSolver, SDModel, lattice  # noqa: E402
 RECIPES = {
     "square-double-exchange": dict(
         physics=dict(kind="square", L=16, t=1.0, J=6.0, filling=0.485, kT=0.0),
-        quench=dict(dt=0.05, alpha=0.5, n_steps=80, every=1, seeds=[101, 102, 103, 104],
-                    bath_kT=[0.0, 0.01, 0.02, 0.05]),
-        random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 50) for k in range(6)]),
+        quench=dict(dt=0.05, alpha=0.5, n_steps=1000, every=10, seeds=[101, 102, 103, 104, 105, 106],
+                    bath_kT=[0.0, 0.005, 0.01, 0.02, 0.0, 0.05]),
+        random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 30) for k in range(4)]),
     ),
     "triangular-tetrahedral": dict(
         physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
-        quench=dict(dt=0.05, alpha=0.5, n_steps=200, every=1, seeds=[101, 102, 103, 104, 105, 106],
-                    bath_kT=[0.0, 0.005, 0.01, 0.02, 0.05, 0.0]),
-        random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 100) for k in range(8)]),
+        quench=dict(dt=0.05, alpha=0.5, n_steps=2000, every=10, seeds=[101, 102, 103, 104, 105, 106, 107, 108],
+                    bath_kT=[0.0, 0.002, 0.005, 0.01, 0.0, 0.002, 0.005, 0.02]),
+        random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 50) for k in range(4)]),
     ),
 }
 
@@ -111,8 +111,8 @@ def generate(name: str, data_dir: str) -> None:
 
 
 # Network and optimiser settings of the shipped models (float32 training, float64 evaluation).
-TRAIN = dict(hidden=(64, 64), activation="silu", quench_stride=10, epochs=10, batch_size=4, lr=3e-3, lr_final=1e-4,
-             target="torque", energy_weight_final=1.0, patience=4, seed=0)
+TRAIN = dict(hidden=(64, 64), activation="silu", quench_stride=1, epochs=40, batch_size=4, lr=3e-3, lr_final=1e-4,
+             target="torque", energy_weight_final=1.0, patience=8, seed=0)
 
 
 def _split(name: str, data_dir: str):
