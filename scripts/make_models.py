@@ -11,8 +11,9 @@ Usage (from the repository root)::
 temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
 noisy ferromagnetic / antiferromagnetic ones), all under ``<data>/<name>/`` (``data/`` is not
 tracked by git). Files that already exist are kept, so an interrupted run continues where it stopped.
-``train`` fits an ``MLForceField`` to those files, split by trajectory, and writes the model and its
-provenance record to ``sdlib/data/<name>.{safetensors,json}``.
+``--shard k/n`` makes a process write only every n-th file (starting at the k-th), so n processes
+generate one data set in parallel. ``train`` fits an ``MLForceField`` to those files, split by
+trajectory, and writes the model and its provenance record to ``sdlib/data/<name>.{safetensors,json}``.
 """
 from __future__ import annotations
 
@@ -33,14 +34,14 @@ from sdlib import ExactSolver, SDModel, lattice  # noqa: E402
 RECIPES = {
     "square-double-exchange": dict(
         physics=dict(kind="square", L=16, t=1.0, J=6.0, filling=0.485, kT=0.0),
-        quench=dict(dt=0.05, alpha=0.5, n_steps=1000, every=10, seeds=[101, 102, 103, 104, 105, 106],
+        quench=dict(dt=0.05, alpha=0.5, n_steps=800, every=10, seeds=[101, 102, 103, 104, 105, 106],
                     bath_kT=[0.0, 0.005, 0.01, 0.02, 0.0, 0.05]),
         random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 30) for k in range(4)]),
     ),
     "triangular-tetrahedral": dict(
         physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
-        quench=dict(dt=0.05, alpha=0.5, n_steps=2000, every=10, seeds=[101, 102, 103, 104, 105, 106, 107, 108],
-                    bath_kT=[0.0, 0.002, 0.005, 0.01, 0.0, 0.002, 0.005, 0.02]),
+        quench=dict(dt=0.05, alpha=0.5, n_steps=2000, every=10, seeds=[101, 102, 103, 104, 105, 106],
+                    bath_kT=[0.0, 0.002, 0.005, 0.01, 0.0, 0.02]),
         random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 50) for k in range(4)]),
     ),
 }
@@ -77,7 +78,8 @@ def random_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
     return s / s.norm(dim=-1, keepdim=True)
 
 
-def generate(name: str, data_dir: str) -> None:
+def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
+    """Write every missing file of the recipe; with ``shard=(k, n)`` only the jobs j with j % n == k."""
     from sdlib.io import TrajectoryWriter, generate_quench_data
 
     rec = RECIPES[name]
@@ -87,9 +89,10 @@ def generate(name: str, data_dir: str) -> None:
     ed = ExactSolver(model)
     N = model.n_sites
     q = rec["quench"]
-    for seed, kT in zip(q["seeds"], q["bath_kT"]):
+    mine = lambda j: j % shard[1] == shard[0]  # noqa: E731
+    for j, (seed, kT) in enumerate(zip(q["seeds"], q["bath_kT"])):
         path = os.path.join(out_dir, f"quench_s{seed}.h5")
-        if os.path.exists(path):
+        if os.path.exists(path) or not mine(j):
             continue
         t0 = time.time()
         generate_quench_data(ed, N, path, n_steps=q["n_steps"], every=q["every"], dt=q["dt"], alpha=q["alpha"],
@@ -97,9 +100,9 @@ def generate(name: str, data_dir: str) -> None:
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
     jobs = [("random", seed, n, random_configurations) for seed, n in rec["random"]["files"]]
     jobs += [("uniform", seed, n, uniform_configurations) for seed, n in rec["random"].get("uniform", [])]
-    for kind, seed, n, make in jobs:
+    for j, (kind, seed, n, make) in enumerate(jobs, start=len(q["seeds"])):
         path = os.path.join(out_dir, f"{kind}_s{seed}.h5")
-        if os.path.exists(path):
+        if os.path.exists(path) or not mine(j):
             continue
         t0 = time.time()
         spins = make(N, n, seed)
@@ -173,10 +176,14 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=15.0)
+    p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.stage == "generate":
-        generate(args.name, args.data)
+        k, n = (int(v) for v in args.shard.split("/"))
+        if not 0 <= k < n:
+            p.error(f"--shard must be k/n with 0 <= k < n, got {args.shard!r}")
+        generate(args.name, args.data, (k, n))
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes)
 
