@@ -20,6 +20,8 @@ Conventions
     shortest representative q + G: the inverse first moment of the small-q peak. Sharp domain
     walls give the Porod tail S(q) ∝ q^{-3}, which makes ⟨|q|⟩ pick up a log(ℓ/a) correction, so
     this estimator grows slightly slower than ℓ; it is kept for comparison.
+  - ``wall_length`` (triangle fields): area per unit length of domain wall, ℓ_w = A / n_w, with
+    n_w the number of edges between triangles of opposite sign; the real-space Ising estimator.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from .lattice import Lattice
 __all__ = [
     "chirality", "bond_field", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
+    "triangle_pairs", "wall_length", "radial_average", "mean_and_error",
 ]
 
 
@@ -67,18 +70,25 @@ def _reciprocal(lattice: Lattice) -> np.ndarray:
     return 2 * np.pi * np.linalg.inv(lattice.basis).T
 
 
-def q_norms(lattice: Lattice) -> torch.Tensor:
-    """``[L, L]`` |q| of the shortest representative of q = (m1 b1 + m2 b2)/L, indexed [m2, m1]."""
+def _shortest_q(lattice: Lattice) -> np.ndarray:
+    """``[L, L, 2]`` shortest representative q + G of q = (m1 b1 + m2 b2)/L, indexed [m2, m1]."""
     L = lattice.L
     B = _reciprocal(lattice)
     m = np.arange(L) / L
     m1, m2 = np.meshgrid(m, m, indexing="xy")  # shape [m2, m1]
-    best = np.full(m1.shape, np.inf)
+    best, vec = np.full(m1.shape, np.inf), np.zeros(m1.shape + (2,))
     for g1 in (-1, 0, 1):
         for g2 in (-1, 0, 1):
             q = np.multiply.outer(m1 + g1, B[0]) + np.multiply.outer(m2 + g2, B[1])
-            best = np.minimum(best, np.linalg.norm(q, axis=-1))
-    return torch.from_numpy(best)
+            norm = np.linalg.norm(q, axis=-1)
+            shorter = norm < best - 1e-12
+            best, vec = np.where(shorter, norm, best), np.where(shorter[..., None], q, vec)
+    return vec
+
+
+def q_norms(lattice: Lattice) -> torch.Tensor:
+    """``[L, L]`` |q| of the shortest representative of q = (m1 b1 + m2 b2)/L, indexed [m2, m1]."""
+    return torch.from_numpy(np.linalg.norm(_shortest_q(lattice), axis=-1))
 
 
 def _fourier(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, int]:
@@ -100,13 +110,17 @@ def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """S(q) ``[..., L, L]`` (indexed [m2, m1]) of a site field ``[..., N]`` or triangle field ``[..., 2N]``.
 
     A triangle field (the chirality) lives on the up (r + (a1+a2)/3) and down (r + 2(a1+a2)/3)
-    triangles: the two sub-lattices are combined with their phase factors.
+    triangles: the two sub-lattices are combined with their phase factors e^{-iq·δ}, δ = (a1+a2)/3,
+    taken at the shortest representative q of each grid point (the field on the two sub-lattices
+    is not periodic under the Bravais reciprocal lattice, so S(q) depends on the representative;
+    the shortest one makes S(-q) = S(q) and puts the small-q domain peak at small |q|; on the zone
+    boundary, where several are equally short, the first in a fixed search order is taken).
     """
-    L, N = lattice.L, lattice.n_sites
+    N = lattice.n_sites
     F, n = _fourier(field, lattice)
-    if n == 2 * N:  # relative offset (a1+a2)/3 of the down triangles: phase e^{-iq·δ}
-        m = torch.arange(L, dtype=torch.float64) / L
-        phase = torch.exp(-2j * math.pi * (m[:, None] + m[None, :]) / 3)
+    if n == 2 * N:
+        delta = lattice.basis.sum(0) / 3
+        phase = torch.exp(-1j * torch.from_numpy(_shortest_q(lattice) @ delta))
         F = F[..., 0, :, :] + phase * F[..., 1, :, :]
     else:
         F = F[..., 0, :, :]
@@ -165,6 +179,61 @@ def correlation_length(field: torch.Tensor, lattice: Lattice, level: float = 0.5
     c1 = C.gather(-1, k[..., None])[..., 0]
     r0, r1 = r[k - 1], r[k]
     return r0 + (c0 - level) / (c0 - c1).clamp_min(1e-300) * (r1 - r0)
+
+
+def triangle_pairs(lattice: Lattice) -> torch.Tensor:
+    """``[3N, 2]`` edge-sharing (up, down) triangle pairs, as indices into ``lattice.triangles``.
+
+    The up triangle (r, r+a1, r+a2) shares its edges with the down triangles at r (edge r+a1, r+a2),
+    r - a2 (edge r, r+a1) and r - a1 (edge r, r+a2); each shared edge appears once.
+    """
+    if lattice.kind != "triangular":
+        raise ValueError(f"triangle pairs need the triangular lattice, got {lattice.kind!r}")
+    N, up = lattice.n_sites, torch.arange(lattice.n_sites)
+    down = [up, lattice.shifted(0, -1), lattice.shifted(-1, 0)]
+    return torch.cat([torch.stack([up, N + d], 1) for d in down])
+
+
+def wall_length(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
+    """Domain length ℓ_w = A / n_w of a triangle field ``[..., 2N]`` (e.g. the chirality), ``[...]``.
+
+    n_w is the number of lattice edges whose two triangles have field values of opposite sign,
+    A = N √3/2 the area of the torus (unit bond length): the inverse wall length per unit area.
+    Stripes of width w (walls along a lattice direction) give ℓ_w = w exactly; walls at an angle
+    to the lattice directions are zigzags of edges, longer by up to 2/√3. No wall gives ``inf``.
+    """
+    if field.shape[-1] != 2 * lattice.n_sites:
+        raise ValueError(f"field must have 2N={2 * lattice.n_sites} entries (one per triangle), got {field.shape[-1]}")
+    p = triangle_pairs(lattice)
+    walls = (torch.sign(field[..., p[:, 0]]) * torch.sign(field[..., p[:, 1]]) < 0).sum(-1)
+    return lattice.n_sites * math.sqrt(3) / 2 / walls.to(torch.float64)
+
+
+def radial_average(Sq: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, torch.Tensor]:
+    """Circular average of S(q) ``[..., L, L]`` in shells of width Δq = 2π/(L a) about k Δq, k ≥ 1.
+
+    Δq is the smallest nonzero |q| of the torus; q = 0 is left out. Returns the mean |q| of each
+    non-empty shell ``[n_shell]`` and the mean S in it ``[..., n_shell]``.
+    """
+    q = q_norms(lattice).reshape(-1)
+    dq = q[q > 1e-12].min()
+    k = torch.round(q / dq).long()
+    keep = k >= 1
+    shells, inverse = torch.unique(k[keep], return_inverse=True)
+    flat = Sq.reshape(*Sq.shape[:-2], -1)[..., keep].to(torch.float64)
+    count = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(q[keep]))
+    total = torch.zeros(*flat.shape[:-1], len(shells), dtype=torch.float64).index_add_(-1, inverse, flat)
+    qbar = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, q[keep]) / count
+    return qbar, total / count
+
+
+def mean_and_error(x, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over independent samples along ``dim`` and its standard error s/√n (s with n - 1)."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    n = x.shape[dim]
+    if n < 2:
+        raise ValueError(f"mean_and_error needs at least 2 independent samples along dim {dim}, got {n}")
+    return x.mean(dim), x.std(dim, correction=1) / math.sqrt(n)
 
 
 def fm_clusters(spins: torch.Tensor, lattice: Lattice, threshold: float = 0.0) -> np.ndarray:
