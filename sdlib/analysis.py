@@ -37,7 +37,7 @@ from .lattice import Lattice
 __all__ = [
     "chirality", "bond_field", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
-    "triangle_pairs", "wall_length", "radial_average", "mean_and_error",
+    "triangle_pairs", "wall_length", "radial_average", "mean_and_error", "wall_anisotropy",
 ]
 
 
@@ -225,6 +225,28 @@ def radial_average(Sq: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, to
     total = torch.zeros(*flat.shape[:-1], len(shells), dtype=torch.float64).index_add_(-1, inverse, flat)
     qbar = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, q[keep]) / count
     return qbar, total / count
+
+
+def wall_anisotropy(Sq: torch.Tensor, lattice: Lattice, q_min: float, q_max: float) -> torch.Tensor:
+    """Ratio of the mean S(q) near the normals of the lattice directions to the mean S(q) near them.
+
+    Straight domain walls along a lattice direction (a1, a2, a2 - a1) scatter along its normal, the
+    M directions 30° + k·60° of q. With φ the angle of the shortest q, the ratio is the mean of S over
+    the q with |φ - (30° + k·60°)| < 15° divided by the mean over the rest (within 15° of the lattice
+    directions k·60°), both for q_min <= |q| <= q_max; 1 for isotropic patterns. ``[...]``.
+    """
+    if lattice.kind != "triangular":
+        raise ValueError(f"wall_anisotropy is defined for the triangular lattice, got {lattice.kind!r}")
+    q = torch.from_numpy(_shortest_q(lattice)).reshape(-1, 2)
+    norm = q.norm(dim=-1)
+    band = (norm >= q_min) & (norm <= q_max) & (norm > 1e-12)
+    phi = torch.rad2deg(torch.atan2(q[:, 1], q[:, 0])) % 60.0
+    near_m = band & ((phi - 30.0).abs() < 15.0)
+    near_a = band & ~near_m
+    if not (near_m.any() and near_a.any()):
+        raise ValueError(f"no q with {q_min} <= |q| <= {q_max} in both sets of directions; widen the band")
+    flat = Sq.reshape(*Sq.shape[:-2], -1).to(torch.float64)
+    return flat[..., near_m].mean(-1) / flat[..., near_a].mean(-1)
 
 
 def mean_and_error(x, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -143,3 +143,22 @@ def test_mean_and_error_is_the_standard_error_of_the_mean():
     assert np.allclose(m.numpy(), x.mean(0)) and np.allclose(e.numpy(), stats.sem(x, axis=0))
     with pytest.raises(ValueError, match="at least 2"):
         analysis.mean_and_error(x[:1])
+
+
+
+def test_wall_anisotropy_tells_a_hexagon_from_a_disc():
+    """Stripes and a hexagon (walls along lattice directions) scatter along the M directions;
+    a disc (walls of every orientation) scatters isotropically: ratio 1."""
+    lat = lattice.triangular(48)
+    for along in ("a1", "a2"):
+        S = analysis.structure_factor(stripes(lat, 4, along), lat)
+        assert analysis.wall_anisotropy(S, lat, 0.2, 2.0).item() > 100
+    r = lat.triangle_centers - lat.positions.mean(0)
+    normals = torch.tensor([[math.cos(a), math.sin(a)] for a in np.pi / 6 + np.pi / 3 * np.arange(6)])
+    hexagon = ((r @ normals.T.double()) < 12 * math.sqrt(3) / 2).all(-1).double() * 2 - 1
+    disc = (r.norm(dim=-1) < 12).double() * 2 - 1
+    ratio = {name: analysis.wall_anisotropy(analysis.structure_factor(f, lat), lat, 0.5, 2.5).item()
+             for name, f in [("hexagon", hexagon), ("disc", disc)]}
+    assert ratio["disc"] == pytest.approx(1.0, abs=0.1) and ratio["hexagon"] > 2.0
+    with pytest.raises(ValueError, match="widen"):
+        analysis.wall_anisotropy(S, lat, 100.0, 200.0)
