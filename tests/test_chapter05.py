@@ -1,0 +1,61 @@
+"""Chapter 05 under papermill: tiny parameters, the files of a production run, the recorded energies."""
+import json
+import os
+from pathlib import Path
+
+import papermill as pm
+import pytest
+import torch
+
+from sdlib import ExactSolver, MLForceField, SDModel, lattice
+from sdlib.electrons import ordered
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_steps=20, n_snapshots=8)
+
+
+def run(tmp_path, **params):
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env_path]))
+    try:
+        pm.execute_notebook(str(ROOT / "book" / "05_square_phase_separation.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters=params, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"L_ref": 7}, "L_ref must be an even integer in"),
+    ({"threshold": 1.0}, "threshold must be a number in"),
+    ({"precision": "float16"}, "precision must be 'float64' or 'float32'"),
+    ({"n_steps": 5}, "n_steps must be an integer in"),
+])
+def test_chapter05_rejects_bad_parameters(tmp_path, bad, message):
+    with pytest.raises(pm.PapermillExecutionError, match=message):
+        run(tmp_path, **(TINY | bad))
+
+
+def test_chapter05_tiny_production_run(tmp_path):
+    out = tmp_path / "run"
+    res = run(tmp_path, **TINY, out_dir=str(out))
+    # energies: recomputed here by ED on the same lattice, independently of the notebook
+    lat = lattice.square(TINY["L_ref"])
+    phys = MLForceField.pretrained("square-double-exchange").physics
+    ed = ExactSolver(SDModel(lat, t=phys["t"], J=phys["J"], filling=phys["filling"], kT=phys["kT"]))
+    for name, key in (("Neel", "e_neel"), ("FM", "e_fm")):
+        assert res[key] == pytest.approx(float(ed(ordered.spins(name, lat)).energy) / lat.n_sites, abs=1e-10)
+    assert res["e_phase_separated"] < res["e_neel"] < res["e_fm"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"t", "L", "n_sites", "n_seeds", "params"} <= set(summary)
+    assert summary["n_sites"] == TINY["L"] ** 2 and summary["params"]["L"] == TINY["L"]
+    assert len(summary["t"]) == len(summary["L"]) and summary["t"][-1] == pytest.approx(TINY["n_steps"] * 0.05)
+    assert summary["L"][-1] == pytest.approx(res["L_final"])
+    val = json.loads((out / "validation.json").read_text())
+    corr_ml, corr_ref = torch.tensor(val["corr_ml"]), torch.tensor(val["corr_reference"])
+    assert corr_ml.shape == corr_ref.shape == (TINY["n_seeds_ref"], len(val["t"]))
+    assert torch.allclose(corr_ml[:, 0], corr_ref[:, 0]), "both quenches start from the same random states"
+    assert (corr_ml - corr_ref).abs().max().item() == pytest.approx(res["corr_max_diff"])
+    # a second run resumes every quench from its checkpoint and reproduces the results exactly
+    again = run(tmp_path, **TINY, out_dir=str(out))
+    assert again == res
