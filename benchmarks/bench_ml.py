@@ -13,7 +13,11 @@ What is timed (square lattice, the double-exchange parameters t = 1, J = 6, fill
 
 Every ratio ML/ED and ML/KPM comes from calls interleaved at the same N in this one run
 (``sdlib.timing.interleaved``: per round the reference once, then each ML variant once; medians
-over rounds), so it holds under load. Power laws t = c·N^p are fitted to each series.
+over rounds), so it holds under load. Each call is timed by the wall clock and by the CPU clock of
+the process (``time.process_time``), which does not count the time spent waiting for other
+programs: with one thread it estimates the wall time on an idle machine. Power laws t = c·N^p are
+fitted to each series. ``--merge`` adds the rows of earlier runs (e.g. one run for the slow ED
+sizes, one for the rest); each row keeps its threads, load and date.
 With a CUDA device the same measurements are repeated on it (ML up to L = 1024, where the LLG
 throughput in site-steps per second is reported). Results: Markdown on stdout and in ``--out``,
 the numbers in ``--json`` (read by book/06_performance).
@@ -97,12 +101,14 @@ def measure(L, device, args, ref=None):
         if name.startswith("ml") or L * L <= 1024:
             fn()
     slow = L * L >= 2 ** 16 or (ref == "ed" and L > 40) or (ref == "kpm" and L > 100)
-    times = interleaved(calls, repeat=args.repeat_large if slow else args.repeat, warmup=False)
-    return {k: statistics.median(v) for k, v in times.items()}, weights
+    times = interleaved(calls, repeat=args.repeat_large if slow else args.repeat, warmup=False, clock="both")
+    med = {k: statistics.median(v["wall"]) for k, v in times.items()}
+    return med | {f"{k}_cpu": statistics.median(v["cpu"]) for k, v in times.items()}, weights
 
 
-def sweep(device, args, deadline):
-    rows, weights = [], None
+def sweep(device, args, deadline, on_row):
+    """Measure the planned sizes on ``device``; ``on_row(row)`` after each; returns the weights used."""
+    weights = None
     plan = [(L, "ed") for L in args.ed_sizes] + [(L, "kpm") for L in args.kpm_sizes] + \
            [(L, None) for L in args.ml_sizes + (args.gpu_sizes if device == "cuda" else [])]
     last = {}
@@ -114,12 +120,13 @@ def sweep(device, args, deadline):
             if time.perf_counter() + t0 * (L / L0) ** (2 * p) > deadline:
                 print(f"  skipped {key} L={L} on {device}: over the time budget", flush=True)
                 continue
-        t_start = time.perf_counter()
+        t_start, load = time.perf_counter(), os.getloadavg()[0]
         med, weights = measure(L, device, args, ref)
         last[key] = (L, time.perf_counter() - t_start)
-        rows.append({"device": device, "L": L, "N": L * L, "reference": ref, **med})
+        on_row({"device": device, "L": L, "N": L * L, "reference": ref, **med, "threads": torch.get_num_threads(),
+                "load": round((load + os.getloadavg()[0]) / 2, 1), "date": str(date.today())})
         print(f"  {device} L={L} {ref or ''} " + " ".join(f"{k}={v:.4g}s" for k, v in med.items()), flush=True)
-    return rows, weights
+    return weights
 
 
 def exponent(rows, key, n_min=0, n_max=math.inf):
@@ -130,17 +137,23 @@ def exponent(rows, key, n_min=0, n_max=math.inf):
 
 
 def summary(rows, device):
+    """Exponents and speedups from the wall clock and, on the CPU, from the CPU clock."""
     rs = [r for r in rows if r["device"] == device]
+    clocks = ("", "_cpu") if device == "cpu" else ("",)
     out = {"exponents": {}, "ratios": []}
-    for key in ("ml64_eval", "ml32_eval", "ml64_step", "ml32_step"):
-        out["exponents"][key] = exponent([r for r in rs if r["reference"] is None], key, 32 ** 2, 512 ** 2)
-    for ref in ("ed", "kpm"):
-        out["exponents"][ref] = exponent([r for r in rs if r["reference"] == ref], ref)
+    for c in clocks:
+        for key in ("ml64_eval", "ml32_eval", "ml64_step", "ml32_step"):
+            out["exponents"][key + c] = exponent([r for r in rs if r["reference"] is None], key + c, 32 ** 2, 512 ** 2)
+        for ref in ("ed", "kpm"):
+            out["exponents"][ref + c] = exponent([r for r in rs if r["reference"] == ref], ref + c)
     for r in rs:
         if r["reference"]:
-            out["ratios"].append({"L": r["L"], "reference": r["reference"], "t_ref": r[r["reference"]],
-                                  "speedup64": r[r["reference"]] / r["ml64_eval"],
-                                  "speedup32": r[r["reference"]] / r["ml32_eval"]})
+            ref = r["reference"]
+            q = {"L": r["L"], "reference": ref, "threads": r["threads"], "load": r["load"], "date": r["date"]}
+            for c in clocks:
+                q |= {"t_ref" + c: r[ref + c], "speedup64" + c: r[ref + c] / r["ml64_eval" + c],
+                      "speedup32" + c: r[ref + c] / r["ml32_eval" + c]}
+            out["ratios"].append(q)
     big = max((r for r in rs if r["reference"] is None), key=lambda r: r["N"], default=None)
     if big:
         out["site_steps_per_s"] = {"L": big["L"], "float64": big["N"] / big["ml64_step"],
@@ -152,30 +165,44 @@ def fmt(t):
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
 
-def markdown(rows, summaries, meta):
-    lines = [f"Machine: {meta['cpu']} ({meta['cpu_count']} cores), {meta['threads']} torch threads, "
-             f"load average {meta['load_start']:.1f} at start and {meta['load_end']:.1f} at end, {meta['date']}; "
-             f"model weights: {meta['weights']}; KPM: {meta['moments']} moments, probing distance "
-             f"{meta['distance']}, kT = 0.1; ED: kT = 0.", "",
-             "| device | L | N | ML eval f64 | ML eval f32 | ML LLG step f64 | ML LLG step f32 | ns per site-step f32 |",
-             "|---|---|---|---|---|---|---|---|"]
+def markdown(rows, summaries, runs):
+    lines = [f"Run {k + 1}: {m['cpu']} ({m['cpu_count']} cores), torch threads: {m['threads']}, load average "
+             f"{m['load_start']:.1f} at start and {m['load_end']:.1f} at end, {m['date']}, torch {m['torch']}; "
+             f"model weights: {m['weights']}; KPM: {m['moments']} moments, probing distance {m['distance']}, "
+             f"kT = 0.1; ED: kT = 0." for k, m in enumerate(runs)]
+    lines += ["", "Wall time (CPU time of the process in parentheses, CPU rows only):", "",
+              "| device | L | N | ML eval f64 | ML eval f32 | ML LLG step f64 | ML LLG step f32 | "
+              "ns per site-step f32 | threads, load | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def both(r, key):
+        return fmt(r[key]) + (f" ({fmt(r[key + '_cpu'])})" if r["device"] == "cpu" else "")
     for r in rows:
         if r["reference"] is None:
-            lines.append(f"| {r['device']} | {r['L']} | {r['N']} | {fmt(r['ml64_eval'])} | {fmt(r['ml32_eval'])} | "
-                         f"{fmt(r['ml64_step'])} | {fmt(r['ml32_step'])} | {r['ml32_step'] / r['N'] * 1e9:.0f} |")
-    lines += ["", "| device | L | reference | reference eval | ML f64 speedup | ML f32 speedup |", "|---|---|---|---|---|---|"]
+            lines.append(f"| {r['device']} | {r['L']} | {r['N']} | {both(r, 'ml64_eval')} | {both(r, 'ml32_eval')} | "
+                         f"{both(r, 'ml64_step')} | {both(r, 'ml32_step')} | {r['ml32_step'] / r['N'] * 1e9:.0f} | "
+                         f"{r['threads']}, {r['load']} | {r['date']} |")
+    lines += ["", "Speedup of one field evaluation, wall clock (CPU clock in parentheses):", "",
+              "| device | L | reference | reference eval | ML f64 speedup | ML f32 speedup | threads, load | date |",
+              "|---|---|---|---|---|---|---|---|"]
     for device, s in summaries.items():
         for q in s["ratios"]:
-            lines.append(f"| {device} | {q['L']} | {q['reference'].upper()} | {fmt(q['t_ref'])} | "
-                         f"{q['speedup64']:.0f}× | {q['speedup32']:.0f}× |")
+            cpu = device == "cpu"
+            t = fmt(q["t_ref"]) + (f" ({fmt(q['t_ref_cpu'])})" if cpu else "")
+            s64 = f"{q['speedup64']:.0f}×" + (f" ({q['speedup64_cpu']:.0f}×)" if cpu else "")
+            s32 = f"{q['speedup32']:.0f}×" + (f" ({q['speedup32_cpu']:.0f}×)" if cpu else "")
+            lines.append(f"| {device} | {q['L']} | {q['reference'].upper()} | {t} | {s64} | {s32} | "
+                         f"{q['threads']}, {q['load']} | {q['date']} |")
     for device, s in summaries.items():
-        e = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in s["exponents"].items()}
-        lines += ["", f"Fitted exponents t ∝ N^p on {device}: ML eval f64 {e['ml64_eval']}, f32 {e['ml32_eval']}, "
-                      f"ML LLG step f64 {e['ml64_step']}, f32 {e['ml32_step']} (32² … 512²); "
-                      f"ED {e['ed']}; KPM {e['kpm']}."]
+        for c, clock in (("", "wall clock"), ("_cpu", "CPU clock")):
+            if c and device != "cpu":
+                continue
+            e = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in s["exponents"].items()}
+            lines += ["", f"Fitted exponents t ∝ N^p on {device}, {clock}: ML eval f64 {e['ml64_eval' + c]}, "
+                          f"f32 {e['ml32_eval' + c]}, ML LLG step f64 {e['ml64_step' + c]}, f32 {e['ml32_step' + c]} "
+                          f"(32² … 512²); ED {e['ed' + c]}; KPM {e['kpm' + c]}."]
         if "site_steps_per_s" in s:
             q = s["site_steps_per_s"]
-            lines.append(f"ML-LLG throughput at L = {q['L']} on {device}: {q['float64']:.3g} (f64), "
+            lines.append(f"ML-LLG throughput at L = {q['L']} on {device} (wall clock): {q['float64']:.3g} (f64), "
                          f"{q['float32']:.3g} (f32) site-steps per second.")
     if "cuda" not in summaries:
         lines += ["", "GPU: not measured (no GPU available); the script adds CUDA rows when one is."]
@@ -185,10 +212,10 @@ def markdown(rows, summaries, meta):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--ml-sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512])
-    ap.add_argument("--gpu-sizes", type=int, nargs="+", default=[1024], help="extra ML sizes on a GPU")
-    ap.add_argument("--ed-sizes", type=int, nargs="+", default=[12, 18, 24, 30, 48])
-    ap.add_argument("--kpm-sizes", type=int, nargs="+", default=[32, 64, 128])
+    ap.add_argument("--ml-sizes", type=int, nargs="*", default=[32, 64, 128, 256, 512])
+    ap.add_argument("--gpu-sizes", type=int, nargs="*", default=[1024], help="extra ML sizes on a GPU")
+    ap.add_argument("--ed-sizes", type=int, nargs="*", default=[12, 18, 24, 30, 48])
+    ap.add_argument("--kpm-sizes", type=int, nargs="*", default=[32, 64, 128])
     ap.add_argument("--moments", type=int, default=200)
     ap.add_argument("--distance", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3, help="rounds per size")
@@ -196,23 +223,34 @@ def main():
     ap.add_argument("--budget", type=float, default=1800.0, help="seconds per device")
     ap.add_argument("--out", default=str(HERE / "results_ml.md"))
     ap.add_argument("--json", default=str(HERE / "results_ml.json"))
+    ap.add_argument("--merge", nargs="*", default=[], help="JSON files of earlier runs to include")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    load0 = os.getloadavg()[0]
-    rows, summaries, weights = [], {}, None
-    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
-        r, weights = sweep(device, args, time.perf_counter() + args.budget)
-        rows += r
-        summaries[device] = summary(rows, device)
-    hw = hardware("cuda" if "cuda" in summaries else "cpu")
-    meta = {**hw, "threads": torch.get_num_threads(), "load_start": load0, "load_end": os.getloadavg()[0],
-            "date": str(date.today()), "weights": weights, "moments": args.moments, "distance": args.distance,
-            "torch": torch.__version__}
-    text = markdown(rows, summaries, meta)
-    print(text)
-    Path(args.out).write_text("# ML force field benchmark (`bench_ml.py`)\n\n" + text)
-    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "summary": summaries}, indent=1) + "\n")
+    rows, runs = [], []
+    for path in args.merge:  # earlier runs: their rows are kept unless this run measures the same ones
+        prev = json.loads(Path(path).read_text())
+        rows, runs = rows + prev["rows"], runs + prev["runs"]
+    meta = {**hardware("cuda" if torch.cuda.is_available() else "cpu"), "threads": torch.get_num_threads(),
+            "load_start": os.getloadavg()[0], "date": str(date.today()), "moments": args.moments,
+            "distance": args.distance, "torch": torch.__version__}
+    runs.append(meta)
 
+    def write(row=None):
+        nonlocal rows
+        if row is not None:
+            same = (row["device"], row["L"], row["reference"])
+            rows = [r for r in rows if (r["device"], r["L"], r["reference"]) != same] + [row]
+        meta["load_end"] = os.getloadavg()[0]
+        summaries = {d: summary(rows, d) for d in dict.fromkeys(r["device"] for r in rows)}
+        text = markdown(rows, summaries, runs)
+        Path(args.out).write_text("# ML force field benchmark (`bench_ml.py`)\n\n" + text)
+        Path(args.json).write_text(json.dumps({"runs": runs, "rows": rows, "summary": summaries}, indent=1) + "\n")
+        return text
+
+    meta["weights"] = make_ml(8, torch.float64, "cpu")[1]
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        sweep(device, args, time.perf_counter() + args.budget, write)
+    print(write())
 
 if __name__ == "__main__":
     main()

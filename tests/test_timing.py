@@ -22,6 +22,16 @@ def test_times_measure_the_call():
     assert times["sleep"] >= 0.02 > times["none"]
 
 
+def test_cpu_clock_does_not_count_sleeping():
+    """A sleeping call waits (wall time) without working (CPU time); "both" gives the two clocks."""
+    both = median(interleaved({"sleep": lambda: time.sleep(0.05)}, repeat=2, clock="both"))
+    assert both["sleep"]["wall"] >= 0.05 > 10 * both["sleep"]["cpu"]
+    cpu = interleaved({"sleep": lambda: time.sleep(0.05)}, repeat=2, clock="cpu")
+    assert len(cpu["sleep"]) == 2 and max(cpu["sleep"]) < 0.005
+    with pytest.raises(ValueError, match="clock"):
+        interleaved({"a": lambda: None}, clock="gpu")
+
+
 @pytest.mark.parametrize("repeat", [0, 1.5, True])
 def test_bad_repeat(repeat):
     with pytest.raises(ValueError, match="repeat"):
