@@ -8,8 +8,8 @@ Loss per batch of configurations (PHYSICS.md, "Behler–Parrinello force field")
 λ(epoch) = 0 for ``epoch < energy_start``, then rises linearly to ``energy_weight`` over
 ``energy_ramp`` epochs: the network first learns the fields (which fix E up to a constant), the
 energy term then pins the absolute energy scale. Adam with an exponentially decaying learning rate
-``lr_e = lr · (lr_final/lr)^{e/(epochs-1)}``; early stopping on the validation field loss (the
-best weights are kept); atomic checkpoints after every epoch, from which a run resumes exactly.
+``lr_e = lr · (lr_final/lr)^{e/(epochs-1)}``; early stopping on the validation field loss, judged
+from the epoch at which λ reaches its final value (the best such weights are kept); atomic checkpoints after every epoch, from which a run resumes exactly.
 Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
 frames to two splits.
 """
@@ -192,9 +192,12 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
         vf, ve = _val_loss(ff, val_set, 2 * batch_size, target)
         for k, v in zip(hist, (epoch, tot / len(train_set), fld / len(train_set), vf, ve, rate, lam)):
             hist[k].append(v)
-        if vf < state["best_val"]:
+        # early stopping only judges epochs trained with the final energy weight: a model kept
+        # from before the energy term was switched on would carry no energy information
+        settled = epoch >= min(energy_start + energy_ramp - 1, epochs - 1)
+        if settled and vf < state["best_val"]:
             state.update(best_val=vf, best_epoch=epoch, bad=0, best={k: v.clone() for k, v in ff.net.state_dict().items()})
-        else:
+        elif settled:
             state["bad"] += 1
         bar.set_postfix(train=f"{tot / len(train_set):.3g}", val=f"{vf:.3g}")
         state.update(start=epoch + 1, wall=time.time() - t0)

@@ -88,6 +88,20 @@ def test_training_lowers_validation_loss(files):
     assert err["torque_rel"] < 1 / math.sqrt(LEARN_FACTOR)
 
 
+def test_early_stopping_keeps_weights_trained_with_the_energy_term(files):
+    """The kept epoch is one at which λ had reached its final value, even when an earlier one
+    validated better: here the validation fields are reversed, so the validation loss grows as
+    the network learns and the best epoch by validation alone would be the first."""
+    tr, va, _ = split_by_trajectory(files, val=0.2, test=0.2, seed=0)
+    val_set = FieldDataset(va)
+    val_set.fields = -val_set.fields
+    hist = train(make_ff(), FieldDataset(tr), val_set, epochs=12, batch_size=6, lr=1e-2, lr_final=5e-4,
+                 energy_start=4, energy_ramp=3, patience=2, progress=False)
+    assert hist["val_field"][0] < min(hist["val_field"][6:])  # validation alone would keep epoch 0
+    assert hist["best_epoch"] == 6 and hist["energy_weight"][6] == hist["energy_weight"][-1] > 0
+    assert hist["stopped"] == "early" and len(hist["epoch"]) == 9
+
+
 def test_checkpoint_resume_is_exact(files, tmp_path):
     tr, va, _ = split_by_trajectory(files, seed=0)
     train_set, val_set = FieldDataset(tr, stride=2), FieldDataset(va, stride=2)
