@@ -114,7 +114,7 @@ def sweep(device, args, deadline, on_row):
     last = {}
     for L, ref in plan:
         key = ref or "ml"
-        if key in last:  # skip sizes whose projected time no longer fits in the budget
+        if key in last:  # skip sizes whose projected time (one round, scaled) no longer fits the budget
             L0, t0 = last[key]
             p = {"ed": 3.0, "kpm": 1.2, "ml": 1.1}[key]
             if time.perf_counter() + t0 * (L / L0) ** (2 * p) > deadline:
@@ -122,7 +122,7 @@ def sweep(device, args, deadline, on_row):
                 continue
         t_start, load = time.perf_counter(), os.getloadavg()[0]
         med, weights = measure(L, device, args, ref)
-        last[key] = (L, time.perf_counter() - t_start)
+        last[key] = (L, sum(v for k, v in med.items() if not k.endswith("_cpu")))
         on_row({"device": device, "L": L, "N": L * L, "reference": ref, **med, "threads": torch.get_num_threads(),
                 "load": round((load + os.getloadavg()[0]) / 2, 1), "date": str(date.today())})
         print(f"  {device} L={L} {ref or ''} " + " ".join(f"{k}={v:.4g}s" for k, v in med.items()), flush=True)
@@ -155,9 +155,12 @@ def summary(rows, device):
                       "speedup32" + c: r[ref + c] / r["ml32_eval" + c]}
             out["ratios"].append(q)
     big = max((r for r in rs if r["reference"] is None), key=lambda r: r["N"], default=None)
-    if big:
+    if big:  # wall clock, and on the CPU also the CPU clock
         out["site_steps_per_s"] = {"L": big["L"], "float64": big["N"] / big["ml64_step"],
                                    "float32": big["N"] / big["ml32_step"]}
+        if device == "cpu":
+            out["site_steps_per_s"] |= {"float64_cpu": big["N"] / big["ml64_step_cpu"],
+                                        "float32_cpu": big["N"] / big["ml32_step_cpu"]}
     return out
 
 
@@ -172,14 +175,17 @@ def markdown(rows, summaries, runs):
              f"kT = 0.1; ED: kT = 0." for k, m in enumerate(runs)]
     lines += ["", "Wall time (CPU time of the process in parentheses, CPU rows only):", "",
               "| device | L | N | ML eval f64 | ML eval f32 | ML LLG step f64 | ML LLG step f32 | "
-              "ns per site-step f32 | threads, load | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "ns per site-step f32 (CPU clock on cpu) | threads, load | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def step32(r):
+        return "ml32_step_cpu" if r["device"] == "cpu" else "ml32_step"
 
     def both(r, key):
         return fmt(r[key]) + (f" ({fmt(r[key + '_cpu'])})" if r["device"] == "cpu" else "")
     for r in rows:
         if r["reference"] is None:
             lines.append(f"| {r['device']} | {r['L']} | {r['N']} | {both(r, 'ml64_eval')} | {both(r, 'ml32_eval')} | "
-                         f"{both(r, 'ml64_step')} | {both(r, 'ml32_step')} | {r['ml32_step'] / r['N'] * 1e9:.0f} | "
+                         f"{both(r, 'ml64_step')} | {both(r, 'ml32_step')} | {r[step32(r)] / r['N'] * 1e9:.0f} | "
                          f"{r['threads']}, {r['load']} | {r['date']} |")
     lines += ["", "Speedup of one field evaluation, wall clock (CPU clock in parentheses):", "",
               "| device | L | reference | reference eval | ML f64 speedup | ML f32 speedup | threads, load | date |",
@@ -202,8 +208,10 @@ def markdown(rows, summaries, runs):
                           f"(32² … 512²); ED {e['ed' + c]}; KPM {e['kpm' + c]}."]
         if "site_steps_per_s" in s:
             q = s["site_steps_per_s"]
-            lines.append(f"ML-LLG throughput at L = {q['L']} on {device} (wall clock): {q['float64']:.3g} (f64), "
-                         f"{q['float32']:.3g} (f32) site-steps per second.")
+            lines.append(f"ML-LLG throughput at L = {q['L']} on {device}, wall clock: {q['float64']:.3g} (f64), "
+                         f"{q['float32']:.3g} (f32) site-steps per second"
+                         + (f"; CPU clock: {q['float64_cpu']:.3g} (f64), {q['float32_cpu']:.3g} (f32)."
+                            if "float64_cpu" in q else "."))
     if "cuda" not in summaries:
         lines += ["", "GPU: not measured (no GPU available); the script adds CUDA rows when one is."]
     return "\n".join(lines) + "\n"
@@ -233,7 +241,8 @@ def main():
     meta = {**hardware("cuda" if torch.cuda.is_available() else "cpu"), "threads": torch.get_num_threads(),
             "load_start": os.getloadavg()[0], "date": str(date.today()), "moments": args.moments,
             "distance": args.distance, "torch": torch.__version__}
-    runs.append(meta)
+    if args.ed_sizes or args.kpm_sizes or args.ml_sizes:  # otherwise only the merged runs are summarised
+        runs.append(meta)
 
     def write(row=None):
         nonlocal rows
