@@ -22,7 +22,10 @@ With a CUDA device the same measurements are repeated on it (ML up to L = 1024, 
 throughput in site-steps per second is reported). Results: Markdown on stdout and in ``--out``,
 the numbers in ``--json`` (read by book/06_performance).
 
-Usage: ``python benchmarks/bench_ml.py [--threads 2] [--budget 1800]``.
+Usage: ``python benchmarks/bench_ml.py [--threads 2] [--budget 1800]``. On a machine shared with
+other work, run several threads with ``OMP_WAIT_POLICY=PASSIVE`` (recorded with the run): with the
+default policy the OpenMP threads spin waiting for each other whenever one is descheduled, which
+made a 30 × 30 network evaluation ten times slower on two busy cores.
 """
 import argparse
 import json
@@ -30,6 +33,7 @@ import math
 import os
 import statistics
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -140,12 +144,14 @@ def summary(rows, device):
     """Exponents and speedups from the wall clock and, on the CPU, from the CPU clock."""
     rs = [r for r in rows if r["device"] == device]
     clocks = ("", "_cpu") if device == "cpu" else ("",)
-    out = {"exponents": {}, "ratios": []}
+    threads = Counter(r["threads"] for r in rs).most_common(1)[0][0]  # exponents: one thread count
+    fit = [r for r in rs if r["threads"] == threads]
+    out = {"exponents": {"threads": threads}, "ratios": []}
     for c in clocks:
         for key in ("ml64_eval", "ml32_eval", "ml64_step", "ml32_step"):
-            out["exponents"][key + c] = exponent([r for r in rs if r["reference"] is None], key + c, 32 ** 2, 512 ** 2)
+            out["exponents"][key + c] = exponent([r for r in fit if r["reference"] is None], key + c, 32 ** 2, 512 ** 2)
         for ref in ("ed", "kpm"):
-            out["exponents"][ref + c] = exponent([r for r in rs if r["reference"] == ref], ref + c)
+            out["exponents"][ref + c] = exponent([r for r in fit if r["reference"] == ref], ref + c)
     for r in rs:
         if r["reference"]:
             ref = r["reference"]
@@ -169,7 +175,8 @@ def fmt(t):
 
 
 def markdown(rows, summaries, runs):
-    lines = [f"Run {k + 1}: {m['cpu']} ({m['cpu_count']} cores), torch threads: {m['threads']}, load average "
+    lines = [f"Run {k + 1}: {m['cpu']} ({m['cpu_count']} cores), torch threads: {m['threads']}, "
+             f"OMP_WAIT_POLICY {m.get('omp_wait_policy', 'default')}, load average "
              f"{m['load_start']:.1f} at start and {m['load_end']:.1f} at end, {m['date']}, torch {m['torch']}; "
              f"model weights: {m['weights']}; KPM: {m['moments']} moments, probing distance {m['distance']}, "
              f"kT = 0.1; ED: kT = 0." for k, m in enumerate(runs)]
@@ -202,8 +209,9 @@ def markdown(rows, summaries, runs):
         for c, clock in (("", "wall clock"), ("_cpu", "CPU clock")):
             if c and device != "cpu":
                 continue
-            e = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in s["exponents"].items()}
-            lines += ["", f"Fitted exponents t ∝ N^p on {device}, {clock}: ML eval f64 {e['ml64_eval' + c]}, "
+            e = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in s["exponents"].items() if k != "threads"}
+            lines += ["", f"Fitted exponents t ∝ N^p on {device}, {clock}, rows with {s['exponents']['threads']} thread(s): "
+                          f"ML eval f64 {e['ml64_eval' + c]}, "
                           f"f32 {e['ml32_eval' + c]}, ML LLG step f64 {e['ml64_step' + c]}, f32 {e['ml32_step' + c]} "
                           f"(32² … 512²); ED {e['ed' + c]}; KPM {e['kpm' + c]}."]
         if "site_steps_per_s" in s:
@@ -239,6 +247,7 @@ def main():
         prev = json.loads(Path(path).read_text())
         rows, runs = rows + prev["rows"], runs + prev["runs"]
     meta = {**hardware("cuda" if torch.cuda.is_available() else "cpu"), "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
             "load_start": os.getloadavg()[0], "date": str(date.today()), "moments": args.moments,
             "distance": args.distance, "torch": torch.__version__}
     if args.ed_sizes or args.kpm_sizes or args.ml_sizes:  # otherwise only the merged runs are summarised
@@ -247,8 +256,8 @@ def main():
     def write(row=None):
         nonlocal rows
         if row is not None:
-            same = (row["device"], row["L"], row["reference"])
-            rows = [r for r in rows if (r["device"], r["L"], r["reference"]) != same] + [row]
+            key = lambda r: (r["device"], r["L"], r["reference"], r["threads"])
+            rows = [r for r in rows if key(r) != key(row)] + [row]
         meta["load_end"] = os.getloadavg()[0]
         summaries = {d: summary(rows, d) for d in dict.fromkeys(r["device"] for r in rows)}
         text = markdown(rows, summaries, runs)
