@@ -1,0 +1,113 @@
+"""The models shipped in ``sdlib/data``: accuracy on fresh reference quenches, exact symmetry, files.
+
+The held-out set is generated here, not read from the training data: exact-diagonalisation LLG
+quenches from random spins with seeds that the data recipe (``scripts/make_models.py``) never
+uses, on the lattice the model was trained on, sampled at early, middle and late times of the
+quench, and the relative torque error ‖T_ML − T_ref‖ / ‖T_ref‖ over all sampled frames is
+compared with ``TOL_TORQUE``.
+
+The project's target is ``TARGET_TORQUE`` = 0.05. The shipped models do not reach it (chapter 03,
+"The shipped models", gives the measured errors and what limits them); ``TOL_TORQUE`` is the
+accuracy they do reach, with a margin for the sampling of the fresh quenches, so that a
+retrained model that is worse than the shipped one fails here.
+"""
+import json
+import os
+
+import pytest
+import torch
+
+from sdlib import ExactSolver, SDModel, lattice
+from sdlib.dynamics import LLG, FunctionObserver
+from sdlib.forcefield import torque
+from sdlib.nn import MLForceField, _DATA
+
+TARGET_TORQUE = 0.05     # the project's accuracy goal (not met yet, see the module docstring)
+TOL_TORQUE = {"square-double-exchange": 0.32, "triangular-tetrahedral": 0.48}  # reached, plus margin
+TOL_F32 = 2e-3           # float32 inference against float64 fields of the same model, relative
+TOL_SYM = 1e-9           # exact symmetries, float64
+MAX_BYTES = 10 * 2**20   # each shipped model ≤ 10 MB
+NAMES = ["square-double-exchange", "triangular-tetrahedral"]
+HELD_OUT_SEEDS = (9001, 9002)
+QUENCH = {"square-double-exchange": dict(n_steps=240, every=40, kT=0.005),
+          "triangular-tetrahedral": dict(n_steps=400, every=50, kT=0.002)}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def reference(ff):
+    """The s-d model of the physics the force field records, on its training lattice."""
+    p = ff.physics
+    lat = getattr(lattice, p["lattice"])(p["L"])
+    kw = {"mu": p["mu"]} if "mu" in p else {"filling": p["filling"]}
+    return lat, SDModel(lat, t=p["t"], J=p["J"], kT=p["kT"], **kw)
+
+
+def random_spins(n, batch, seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(batch, n, 3, generator=g, dtype=torch.float64)
+    return s / s.norm(dim=-1, keepdim=True)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def shipped(request):
+    return request.param, MLForceField.pretrained(request.param)
+
+
+@pytest.fixture(scope="module")
+def held_out(shipped):
+    """Frames (spins, exact fields) of ED quenches with unseen seeds, a few times along each."""
+    name, ff = shipped
+    lat, model = reference(ff)
+    q = QUENCH[name]
+    frames = []
+    obs = FunctionObserver(lambda s, out: torch.stack([s, out.fields]), every=q["every"], name="frames")
+    llg = LLG(ExactSolver(model), dt=0.05, alpha=0.5, kT=q["kT"], seed=HELD_OUT_SEEDS[0])
+    llg.run(random_spins(lat.n_sites, len(HELD_OUT_SEEDS), HELD_OUT_SEEDS[1]), q["n_steps"], observers=[obs])
+    for f in obs.values:
+        frames += [(f[0, b], f[1, b]) for b in range(f.shape[1])]
+    return frames
+
+
+@pytest.mark.slow
+def test_torque_error_on_held_out_quenches(shipped, held_out):
+    name, ff = shipped
+    spins = torch.stack([s for s, _ in held_out])
+    ref = torch.stack([h for _, h in held_out])
+    t_ml, t_ref = torque(spins, ff(spins).fields), torque(spins, ref)
+    rel = ((t_ml - t_ref).pow(2).sum() / t_ref.pow(2).sum()).sqrt().item()
+    assert rel <= TOL_TORQUE[name], f"{name}: relative torque error {rel:.4f} > {TOL_TORQUE[name]} on {len(held_out)} frames"
+
+
+def test_float32_inference_matches_float64(shipped):
+    name, ff = shipped
+    s = random_spins(ff.n_sites, 2, 7)
+    h64 = ff(s).fields
+    h32 = MLForceField.pretrained(name, dtype=torch.float32)(s.float()).fields.double()
+    rel = ((h32 - h64).norm() / h64.norm()).item()
+    assert rel <= TOL_F32, f"{name}: float32 fields differ by {rel:.2e} (relative) from float64"
+
+
+def test_symmetry_on_a_larger_lattice(shipped):
+    """Rotated spins give rotated fields; a lattice translation permutes the fields."""
+    name, ff0 = shipped
+    lat = getattr(lattice, ff0.physics["lattice"])(ff0.physics["L"] + 4)
+    ff = MLForceField.pretrained(name, lattice=lat)
+    s = random_spins(lat.n_sites, 1, 3)[0]
+    R = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64))[0]
+    h, h_rot = ff(s).fields, ff(s @ R.T).fields
+    assert torch.allclose(h_rot, h @ R.T, atol=TOL_SYM)
+    perm = lat.shifted(1, 2)
+    assert torch.allclose(ff(s[perm]).fields, h[perm], atol=TOL_SYM)
+
+
+def test_files_config_and_provenance(shipped):
+    name, ff = shipped
+    for ext in (".safetensors", ".json"):
+        assert os.path.getsize(_DATA / f"{name}{ext}") <= MAX_BYTES
+    cfg = json.loads((_DATA / f"{name}.json").read_text())
+    assert cfg["physics"] == ff.physics and cfg["sdlib_version"]
+    prov = cfg["provenance"]
+    for key in ("data", "epochs_run", "errors", "wall_s_training", "hardware", "date"):
+        assert key in prov, f"{name}: provenance lacks {key!r}"
+    assert prov["errors"]["held_out_quenches"]["torque_rel"] <= TOL_TORQUE[name]
