@@ -1,25 +1,16 @@
 """Chapter 01 runs under papermill with non-default parameters and records the right numbers."""
-import json
-import os
-from pathlib import Path
 
 import papermill as pm
 import pytest
 
 from sdlib.electrons import ordered
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.chapters import run_chapter
+
 
 
 def run(tmp_path, **params):
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env_path]))
-    try:
-        pm.execute_notebook(str(ROOT / "book" / "01_model.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters=params, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
-    finally:
-        os.environ["PYTHONPATH"] = env_path
-    return json.loads((tmp_path / "results.json").read_text())
+    return run_chapter("01_model.ipynb", tmp_path, **params)
 
 
 def test_chapter01_with_other_parameters(tmp_path):

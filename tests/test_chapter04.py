@@ -1,7 +1,5 @@
 """Chapter 04 under papermill: bad parameters are refused; a tiny run writes consistent results."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import papermill as pm
@@ -11,20 +9,13 @@ import torch
 from sdlib import ExactSolver, SDModel, analysis, lattice
 from sdlib.electrons import ordered
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "book" / "04_triangular_coarsening.ipynb"
+from tests.chapters import run_chapter
+
 TINY = dict(L_ref=8, n_ref=2, t_ref=3.0, L_big=8, n_big=2, t_big=4.0, t_fit=1.0, n_frames=10, production="")
 
 
 def run(tmp_path, **params):
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env_path]))
-    try:
-        pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=params, kernel_name="python3",
-                            cwd=str(tmp_path), progress_bar=False)
-    finally:
-        os.environ["PYTHONPATH"] = env_path
-    return json.loads((tmp_path / "results.json").read_text())
+    return run_chapter("04_triangular_coarsening.ipynb", tmp_path, **params)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -1,7 +1,5 @@
 """Chapter 05 under papermill: tiny parameters, the files of a production run, the recorded energies."""
 import json
-import os
-from pathlib import Path
 
 import papermill as pm
 import pytest
@@ -10,19 +8,13 @@ import torch
 from sdlib import ExactSolver, MLForceField, SDModel, lattice
 from sdlib.electrons import ordered
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.chapters import run_chapter
+
 TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_steps=20, n_snapshots=8)
 
 
 def run(tmp_path, **params):
-    env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env_path]))
-    try:
-        pm.execute_notebook(str(ROOT / "book" / "05_square_phase_separation.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters=params, kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
-    finally:
-        os.environ["PYTHONPATH"] = env_path
-    return json.loads((tmp_path / "results.json").read_text())
+    return run_chapter("05_square_phase_separation.ipynb", tmp_path, **params)
 
 
 @pytest.mark.parametrize("bad, message", [
