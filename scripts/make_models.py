@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -134,6 +133,7 @@ def _split(name: str, data_dir: str):
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> None:
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
+    from sdlib.provenance import provenance
     from sdlib.training import FieldDataset, evaluate
     from sdlib.training import train as fit
 
@@ -171,9 +171,7 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> N
         "history": {k: hist[k] for k in ("train_loss", "val_field", "val_energy", "lr", "energy_weight")},
         "epochs_run": len(hist["epoch"]), "best_epoch": hist["best_epoch"], "stopped": hist["stopped"],
         "errors": errors, "wall_s_training": round(hist["wall_s"], 1),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
-                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **provenance(),  # commit, versions, hardware, date
     }
     out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdlib", "data", name)
     os.makedirs(os.path.dirname(out), exist_ok=True)
