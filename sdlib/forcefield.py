@@ -12,7 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "torque", "perpendicular", "torque_response"]
+__all__ = ["ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "torque", "perpendicular", "torque_response",
+           "cutoff_sensitivity"]
 
 
 @dataclass
@@ -111,8 +112,6 @@ def torque_response(ff, spins: torch.Tensor, lattice, sources, h: float = 1e-3):
     ``rms = 0`` beyond 2·r_c; a share close to 1 at r_c means a model of range r_c can represent
     the fields. Cost: 6 evaluations of ``ff`` per source.
     """
-    from .analysis import _r_norms
-
     if not h > 0:
         raise ValueError(f"h must be > 0, got {h}")
     sources = [int(j) for j in sources]
@@ -129,10 +128,66 @@ def torque_response(ff, spins: torch.Tensor, lattice, sources, h: float = 1e-3):
     batch = torch.stack(batch)
     dT = torque(batch, ff(batch).fields).reshape(len(sources), 3, 2, lattice.n_sites, 3)
     resp = ((dT[:, :, 0] - dT[:, :, 1]) / (2 * h)).pow(2).sum((1, -1))  # [n_src, N]
-    c = lattice.coords
-    dist = torch.stack([_r_norms(lattice)[(c[:, 1] - c[j, 1]) % lattice.L, (c[:, 0] - c[j, 0]) % lattice.L]
-                        for j in sources]).round(decimals=6)
+    dist = _distances(lattice, sources).round(decimals=6)
     r, inv = torch.unique(dist.flatten(), return_inverse=True)
     total = torch.zeros(len(r), dtype=resp.dtype).index_add_(0, inv, resp.flatten())
     count = torch.zeros(len(r), dtype=resp.dtype).index_add_(0, inv, torch.ones_like(resp.flatten()))
     return r, (total / count).sqrt(), total.cumsum(0) / total.sum()
+
+
+def _distances(lattice, sites) -> torch.Tensor:
+    """``[len(sites), N]`` minimum-image distances from each of ``sites`` to every site."""
+    from .analysis import _r_norms
+
+    c, rn = lattice.coords, _r_norms(lattice)
+    return torch.stack([rn[(c[:, 1] - c[j, 1]) % lattice.L, (c[:, 0] - c[j, 0]) % lattice.L] for j in sites])
+
+
+def cutoff_sensitivity(ff, spins: torch.Tensor, lattice, centres, radii, amplitude: float | None = 0.5,
+                       n_samples: int = 2, seed: int = 0, replacement: torch.Tensor | None = None) -> torch.Tensor:
+    """How much of the torque at a site is decided by spins farther away than R (a nonlinear locality probe).
+
+    For each centre c and radius R, every spin with |r_j − r_c| > R is perturbed,
+    S_j → (S_j + a·g_j)/|S_j + a·g_j| with Gaussian g_j (``amplitude`` a; ``None`` draws them
+    uniformly on the sphere instead), ``n_samples`` times, and the torque T_c = S_c × H_c is
+    recomputed. With ``replacement`` (``[M, N, 3]`` other configurations, e.g. frames of other
+    trajectories) the far spins are taken from each of them instead (``n_samples = M``): the
+    question "does the neighbourhood decide the torque?" asked on the data distribution itself. Returns ``[len(radii)]``: sqrt(Σ|T_c' − T_c|² / Σ|T_c|²) over centres and samples.
+
+    A model whose torque at c is a function of the spins within R has sensitivity 0 at that R
+    (a Behler–Parrinello energy of cutoff r_c: R = 2 r_c). Conversely, no model of range R can
+    predict the reference torque better than about this number on configurations that differ
+    beyond R as much as the perturbation does: a floor on the error of a local model.
+    Cost: ``len(radii) · len(centres) · n_samples`` evaluations of ``ff``, batched per radius.
+    """
+    if replacement is not None:
+        replacement = torch.as_tensor(replacement, dtype=spins.dtype)
+        if replacement.dim() != 3 or replacement.shape[1:] != spins.shape:
+            raise ValueError(f"replacement must have shape [M, {spins.shape[0]}, 3], got {list(replacement.shape)}")
+        n_samples = replacement.shape[0]
+    if amplitude is not None and not amplitude > 0:
+        raise ValueError(f"amplitude must be > 0 (or None for uniform random spins), got {amplitude}")
+    if not (isinstance(n_samples, int) and n_samples >= 1):
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    centres = [int(c) for c in centres]
+    if not centres or not all(0 <= c < lattice.n_sites for c in centres):
+        raise ValueError(f"centres must be site indices in [0, {lattice.n_sites}), got {centres}")
+    radii = [float(R) for R in radii]
+    if not radii or min(radii) < 0:
+        raise ValueError(f"radii must be distances >= 0, got {radii}")
+    g = torch.Generator().manual_seed(seed)
+    t0 = torque(spins, ff(spins).fields)[centres]  # [n_c, 3]
+    dist = _distances(lattice, centres)
+    out = []
+    for R in radii:
+        batch = spins.expand(len(centres), n_samples, *spins.shape).clone()
+        noise = torch.randn(batch.shape, generator=g, dtype=spins.dtype)
+        far = (dist > R)[:, None, :, None]
+        moved = noise if amplitude is None else batch + amplitude * noise
+        if replacement is not None:
+            moved = replacement.expand_as(batch)
+        batch = torch.where(far, moved / moved.norm(dim=-1, keepdim=True), batch).reshape(-1, *spins.shape)
+        tc = torque(batch, ff(batch).fields).reshape(len(centres), n_samples, -1, 3)
+        tc = tc[torch.arange(len(centres)), :, centres]  # [n_c, n_samples, 3]
+        out.append(((tc - t0[:, None]).pow(2).sum() / (n_samples * t0.pow(2).sum())).sqrt())
+    return torch.stack(out)

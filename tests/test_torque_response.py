@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sdlib import lattice
-from sdlib.forcefield import ForceFieldOutput, torque_response
+from sdlib.forcefield import ForceFieldOutput, cutoff_sensitivity, torque_response
 
 TOL = 1e-6  # central differences with h = 1e-3 of a quadratic energy: exact up to round-off and O(h²)
 
@@ -46,3 +46,61 @@ def test_bad_sources_and_step():
         torque_response(Heisenberg(lat), s, lat, [16])
     with pytest.raises(ValueError, match="h must be"):
         torque_response(Heisenberg(lat), s, lat, [0], h=0.0)
+
+
+@pytest.mark.parametrize("kind", ["square", "triangular"])
+@pytest.mark.parametrize("amplitude", [0.5, None])
+def test_cutoff_sensitivity_of_a_nearest_neighbour_model(kind, amplitude):
+    """T_c = S_c × Σ_nn S_j depends on the spins within r = 1 only: zero beyond, positive inside."""
+    lat = getattr(lattice, kind)(6)
+    g = torch.Generator().manual_seed(2)
+    s = torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)
+    s = s / s.norm(dim=-1, keepdim=True)
+    sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [0, 7, 20], [0.5, 1.0, 1.5], amplitude=amplitude)
+    assert sens[0] > 0.1, "perturbing the neighbours must change the torque"
+    assert torch.all(sens[1:] < 1e-14)
+
+
+def test_cutoff_sensitivity_by_hand():
+    """R = 0.5 perturbs all neighbours: compare with the same perturbation applied by hand."""
+    lat = lattice.square(4)
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)
+    s = s / s.norm(dim=-1, keepdim=True)
+    c = 5
+    sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [c], [0.5], amplitude=0.3, n_samples=1, seed=11)
+    noise = torch.randn((1, 1, *s.shape), generator=torch.Generator().manual_seed(11), dtype=torch.float64)[0, 0]
+    moved = s + 0.3 * noise
+    moved = moved / moved.norm(dim=-1, keepdim=True)
+    moved[c] = s[c]
+    t_new = torch.linalg.cross(s[c], moved[lat.neighbors[c]].sum(0), dim=0)
+    t_old = torch.linalg.cross(s[c], s[lat.neighbors[c]].sum(0), dim=0)
+    assert abs(sens[0] - (t_new - t_old).norm() / t_old.norm()) < 1e-12
+
+
+def test_cutoff_sensitivity_bad_arguments():
+    lat = lattice.square(4)
+    s = torch.zeros(lat.n_sites, 3, dtype=torch.float64)
+    s[:, 2] = 1
+    for kw, msg in [(dict(amplitude=0.0), "amplitude"), (dict(n_samples=0), "n_samples"),
+                    (dict(centres=[99]), "centres"), (dict(radii=[-1.0]), "radii")]:
+        args = dict(centres=[0], radii=[1.0]) | kw
+        with pytest.raises(ValueError, match=msg):
+            cutoff_sensitivity(Heisenberg(lat), s, lat, args.pop("centres"), args.pop("radii"), **args)
+
+
+def test_cutoff_sensitivity_with_replacement_configurations():
+    """Far spins taken from another configuration: equal to doing the swap by hand."""
+    lat = lattice.triangular(6)
+    g = torch.Generator().manual_seed(4)
+    s, other = torch.randn(2, lat.n_sites, 3, generator=g, dtype=torch.float64)
+    s, other = s / s.norm(dim=-1, keepdim=True), other / other.norm(dim=-1, keepdim=True)
+    c = 8
+    sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [c], [0.5, 1.0], replacement=other[None])
+    swapped = other.clone()
+    swapped[c] = s[c]
+    t_new = torch.linalg.cross(s[c], swapped[lat.neighbors[c]].sum(0), dim=0)
+    t_old = torch.linalg.cross(s[c], s[lat.neighbors[c]].sum(0), dim=0)
+    assert abs(sens[0] - (t_new - t_old).norm() / t_old.norm()) < 1e-12 and sens[1] < 1e-14
+    with pytest.raises(ValueError, match="replacement"):
+        cutoff_sensitivity(Heisenberg(lat), s, lat, [c], [1.0], replacement=other)
