@@ -136,6 +136,7 @@ class MLForceField(nn.Module):
         self.physics = _check_physics(physics if physics is not None else {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0},
                                       descriptor.kind)
         self.provenance = json.loads(json.dumps(provenance or {}))
+        self.weights_sha256: str | None = None  # SHA-256 of the weights file once saved or loaded
 
     @property
     def n_sites(self) -> int:
@@ -190,6 +191,7 @@ class MLForceField(nn.Module):
         cfg = self.config() | {"weights_sha256": hashlib.sha256(blob).hexdigest()}
         _atomic_bytes(wpath, blob)
         _atomic_bytes(cpath, (json.dumps(cfg, indent=2) + "\n").encode())
+        self.weights_sha256 = cfg["weights_sha256"]
         return wpath, cpath
 
     @classmethod
@@ -212,6 +214,7 @@ class MLForceField(nn.Module):
             ff.net.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise ValueError(f"weights do not match the configured network: {e}") from None
+        ff.weights_sha256 = cfg["weights_sha256"]  # checked against the file by _read_model
         return ff.to(dtype)
 
     @classmethod

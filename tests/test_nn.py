@@ -1,5 +1,6 @@
 """Tests of the Behler–Parrinello force field: derivatives, symmetry, dtype, persistence, bad input."""
 import copy
+import hashlib
 import json
 import pickle
 
@@ -153,6 +154,8 @@ def test_save_load_round_trip_and_other_size(tmp_path):
     assert g.physics == ff.physics | {"lattice": "square"} and g.provenance == {"note": "test"}
     cfg = json.loads(open(cpath).read())
     assert cfg["sdlib_version"] and cfg["descriptor"]["lattice_kind"] == "square"
+    digest = hashlib.sha256(open(wpath, "rb").read()).hexdigest()
+    assert g.weights_sha256 == ff.weights_sha256 == digest
     # the model is local: a 2×2-periodic texture has the same site energies on any L
     cell = random_spins(4, seed=10).reshape(2, 2, 3)
     energies = []
