@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python scripts/make_models.py train square-double-exchange [--data data/models] [--epochs N]
     python scripts/make_models.py generate triangular-tetrahedral
     python scripts/make_models.py train triangular-tetrahedral
+    python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
 
 ``generate`` runs exact-diagonalisation LLG quenches from random spins into baths at several
 temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
@@ -13,7 +14,11 @@ noisy ferromagnetic / antiferromagnetic ones), all under ``<data>/<name>/`` (``d
 tracked by git). Files that already exist are kept, so an interrupted run continues where it stopped.
 ``--shard k/n`` makes a process write only every n-th file (starting at the k-th), so n processes
 generate one data set in parallel. ``train`` fits an ``MLForceField`` to those files, split by
-trajectory, and writes the model and its provenance record to ``sdlib/data/<name>.{safetensors,json}``.
+trajectory, and writes the model and its provenance record to ``sdlib/data/<name>.{safetensors,json}``
+(``--out DIR`` writes elsewhere, ``--cutoff`` overrides the descriptor cutoff: for experiments).
+``relabel`` recomputes the fields and energies of every stored configuration in another electron
+ensemble (grand canonical at ``--mu``, temperature ``--kT``) into ``<to>/<name>/``, so that
+``train --data <to>`` measures what the ensemble of the reference does to the accuracy.
 """
 from __future__ import annotations
 
@@ -47,9 +52,14 @@ RECIPES = {
 }
 
 
+def _ensemble(physics: dict) -> dict:
+    """``{"mu": μ}`` (grand canonical) or ``{"filling": f}`` (canonical), whichever the recipe holds."""
+    return {k: physics[k] for k in ("mu", "filling") if k in physics}
+
+
 def build_model(physics: dict) -> SDModel:
     lat = getattr(lattice, physics["kind"])(physics["L"])
-    return SDModel(lat, t=physics["t"], J=physics["J"], filling=physics["filling"], kT=physics["kT"])
+    return SDModel(lat, t=physics["t"], J=physics["J"], kT=physics["kT"], **_ensemble(physics))
 
 
 def uniform_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
@@ -113,6 +123,27 @@ def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
 
 
+def relabel(name: str, data_dir: str, to_dir: str, mu: float, kT: float) -> None:
+    """Same configurations, fields and Ω of the grand-canonical ensemble at (mu, kT); existing files are kept."""
+    from sdlib.io import TrajectoryWriter, read_trajectory
+
+    phys = RECIPES[name]["physics"]
+    ed = ExactSolver(build_model({k: v for k, v in phys.items() if k != "filling"} | {"mu": mu, "kT": kT}))
+    os.makedirs(os.path.join(to_dir, name), exist_ok=True)
+    for f in sorted(os.listdir(os.path.join(data_dir, name))):
+        src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
+        if not f.endswith(".h5") or os.path.exists(dst):
+            continue
+        tr = read_trajectory(src)
+        params = tr["params"] | {"relabelled_from": src, "ensemble": {"mu": mu, "kT": kT}}
+        with TrajectoryWriter(dst, tr["spins"].shape[1], params) as w:
+            for k in range(0, len(tr["step"]), 8):
+                out = ed(tr["spins"][k:k + 8])
+                for j in range(out.energy.shape[0]):
+                    w.append(int(tr["step"][k + j]), float(tr["time"][k + j]), tr["spins"][k + j], out.fields[j], out.energy[j])
+        print(dst, flush=True)
+
+
 # Network and optimiser settings of the shipped models (float32 training, float64 evaluation).
 TRAIN = dict(hidden=(64, 64), activation="silu", quench_stride=1, epochs=40, batch_size=4, lr=3e-3, lr_final=1e-4,
              target="torque", energy_weight_final=1.0, energy_start=3, energy_ramp=3, patience=8, seed=0)
@@ -130,7 +161,8 @@ def _split(name: str, data_dir: str):
     return tr + [f for f in files if f not in quench], va, te
 
 
-def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> None:
+def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
+          cutoff: float | None = None) -> None:
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
     from sdlib.provenance import provenance
@@ -140,6 +172,8 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> N
     rec = RECIPES[name]
     cfg = dict(TRAIN, **rec.get("train", {}))
     cfg["epochs"] = epochs or cfg["epochs"]
+    if cutoff is not None:
+        cfg["cutoff"] = cutoff
     phys = rec["physics"]
     lat = getattr(lattice, phys["kind"])(phys["L"])
     tr, va, te = _split(name, data_dir)
@@ -147,9 +181,9 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> N
     stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
     sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
     torch.manual_seed(cfg["seed"])
-    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], "filling": phys["filling"],
+    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], **_ensemble(phys),
                "kT": phys["kT"]}
-    ff = MLForceField(Descriptor(lat), hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
+    ff = MLForceField(Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {})), hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
@@ -173,7 +207,8 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> N
         "errors": errors, "wall_s_training": round(hist["wall_s"], 1),
         **provenance(),  # commit, versions, hardware, date
     }
-    out = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdlib", "data", name)
+    out = os.path.join(out_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdlib", "data"),
+                       name)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     print(ff.save(out), flush=True)
     os.remove(ckpt)
@@ -181,12 +216,17 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0) -> N
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["generate", "train"])
+    p.add_argument("stage", choices=["generate", "train", "relabel"])
     p.add_argument("name", choices=sorted(RECIPES))
     p.add_argument("--data", default="data/models", help="directory of the training data (default data/models)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=15.0)
+    p.add_argument("--cutoff", type=float, default=None, help="descriptor cutoff (default: the recipe's, else the lattice's)")
+    p.add_argument("--out", default=None, help="directory the trained model is written to (default sdlib/data)")
+    p.add_argument("--mu", type=float, help="relabel: chemical potential of the grand-canonical ensemble")
+    p.add_argument("--kT", type=float, default=0.0, help="relabel: electron temperature (default 0)")
+    p.add_argument("--to", default="data/models-gc", help="relabel: directory of the relabelled data")
     p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -195,8 +235,13 @@ def main(argv=None) -> None:
         if not 0 <= k < n:
             p.error(f"--shard must be k/n with 0 <= k < n, got {args.shard!r}")
         generate(args.name, args.data, (k, n))
+    elif args.stage == "relabel":
+        if args.mu is None:
+            p.error("relabel needs --mu")
+        relabel(args.name, args.data, args.to, args.mu, args.kT)
     else:
-        train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes)
+        train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
+              cutoff=args.cutoff)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""How local are the reference torques of a shipped model's training data? (quoted in chapter 03)
+
+Usage (from the repository root, after ``python scripts/make_models.py generate NAME``)::
+
+    python scripts/measure_locality.py square-double-exchange [--data data/models] [--radii 2.3,3.5,4.6]
+
+For frames of four quench trajectories (at 1/8, 1/4, 1/2 and the end of each), the spins farther
+than R from four sites are replaced by the same frame of the other three trajectories
+(``sdlib.forcefield.cutoff_sensitivity`` with ``replacement``), and the relative rms change of
+the exact torque on those sites is printed for three electron ensembles: the recipe's own
+(canonical, fixed filling, T_e = 0), and the grand-canonical one at the chemical potential the
+canonical solution has in that frame, at T_e = 0 and T_e = 0.05.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sdlib import ExactSolver, SDModel  # noqa: E402
+from sdlib.forcefield import cutoff_sensitivity  # noqa: E402
+from sdlib.io import read_trajectory  # noqa: E402
+
+from make_models import RECIPES, build_model  # noqa: E402
+
+
+def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Tensor]:
+    model = build_model(RECIPES[name]["physics"])
+    canonical = ExactSolver(model)
+    files = sorted(glob.glob(os.path.join(data_dir, name, "quench_*.h5")))[:4]
+    if len(files) < 2:
+        raise SystemExit(f"need at least two quench files in {os.path.join(data_dir, name)}; run make_models.py generate")
+    traj = [read_trajectory(p)["spins"] for p in files]
+    n = min(len(t) for t in traj)
+    sq = {"canonical, T_e = 0": [], "grand canonical, T_e = 0": [], "grand canonical, T_e = 0.05": []}
+    centres = [0, model.n_sites // 4 + 3, model.n_sites // 2 + 5, 3 * model.n_sites // 4 + 7]
+    for k, spins in enumerate(traj):
+        for fr in (n // 8, n // 4, n // 2, n - 1):
+            s = spins[fr]
+            others = torch.stack([t[fr] for j, t in enumerate(traj) if j != k])
+            mu = float(canonical.chemical_potential(s))
+            lat, p = model.lattice, RECIPES[name]["physics"]
+            solvers = [canonical] + [ExactSolver(SDModel(lat, t=p["t"], J=p["J"], mu=mu, kT=kT)) for kT in (0.0, 0.05)]
+            for key, solver in zip(sq, solvers):
+                sq[key].append(cutoff_sensitivity(solver, s, lat, centres, radii, replacement=others) ** 2)
+    return {key: torch.stack(v).mean(0).sqrt() for key, v in sq.items()}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", choices=sorted(RECIPES))
+    ap.add_argument("--data", default="data/models")
+    ap.add_argument("--radii", default="2.0,3.0,4.0,5.0", help="comma-separated distances R")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    radii = [float(r) for r in args.radii.split(",")]
+    for key, v in measure(args.name, args.data, radii).items():
+        print(f"{args.name} {key:28s} " + "  ".join(f"R={R:g}: {x:.3f}" for R, x in zip(radii, v.tolist())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
