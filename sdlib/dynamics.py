@@ -225,7 +225,7 @@ class LLG:
         state = {
             "spins": spins.detach().cpu(), "step": self.step_count, "params": self.params(),
             "n_sites": spins.shape[-2], "rng": self._gen.get_state().cpu() if self._gen is not None else None,
-            "observers": [{"name": o.name, **o.state_dict()} for o in observers],
+            "observers": [{"name": o.name, "every": o.every, **o.state_dict()} for o in observers],
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(state, tmp)
@@ -244,6 +244,10 @@ class LLG:
         names = [o["name"] for o in state["observers"]]
         if names != [o.name for o in observers]:
             raise ValueError(f"checkpoint {path} holds observers {names}; pass the same observers to resume")
+        every = [d.get("every", o.every) for o, d in zip(observers, state["observers"])]
+        if every != [o.every for o in observers]:
+            raise ValueError(f"checkpoint {path} recorded its observers every {every} steps, this run asks for "
+                             f"{[o.every for o in observers]}; pass observers with the same every to resume")
         for o, d in zip(observers, state["observers"]):
             o.load_state_dict(d)
         self.step_count = state["step"]

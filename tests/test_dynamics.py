@@ -143,6 +143,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path, method):
         assert a.steps == b.steps and torch.equal(a.stacked(), b.stacked())
     with pytest.raises(ValueError, match="checkpoint"):
         LLG(ff, dt=0.01, alpha=0.3, kT=0.5, seed=4, method=method).run(s0, 80, observers=obs, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="same every"):  # the records would mix two sampling intervals
+        make().run(s0, 80, observers=[EnergyObserver(3), MagnetizationObserver(7)], checkpoint=ckpt)
 
 
 @pytest.mark.parametrize(
