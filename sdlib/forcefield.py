@@ -152,12 +152,13 @@ def cutoff_sensitivity(ff, spins: torch.Tensor, lattice, centres, radii, amplitu
     uniformly on the sphere instead), ``n_samples`` times, and the torque T_c = S_c × H_c is
     recomputed. With ``replacement`` (``[M, N, 3]`` other configurations, e.g. frames of other
     trajectories) the far spins are taken from each of them instead (``n_samples = M``): the
-    question "does the neighbourhood decide the torque?" asked on the data distribution itself. Returns ``[len(radii)]``: sqrt(Σ|T_c' − T_c|² / Σ|T_c|²) over centres and samples.
+    question "does the neighbourhood decide the torque?" asked on the data distribution itself.
+    Returns ``[len(radii)]``: sqrt(Σ|T_c' − T_c|² / Σ|T_c|²) over centres and samples.
 
     A model whose torque at c is a function of the spins within R has sensitivity 0 at that R
-    (a Behler–Parrinello energy of cutoff r_c: R = 2 r_c). Conversely, no model of range R can
-    predict the reference torque better than about this number on configurations that differ
-    beyond R as much as the perturbation does: a floor on the error of a local model.
+    (a Behler–Parrinello energy of cutoff r_c: R = 2 r_c). Conversely, this number estimates the
+    error a model of range R must make on configurations that differ beyond R as the perturbed
+    ones do (an estimate, not a bound: the perturbed states need not be typical of the data).
     Cost: ``len(radii) · len(centres) · n_samples`` evaluations of ``ff``, batched per radius.
     """
     if replacement is not None:
@@ -181,11 +182,12 @@ def cutoff_sensitivity(ff, spins: torch.Tensor, lattice, centres, radii, amplitu
     out = []
     for R in radii:
         batch = spins.expand(len(centres), n_samples, *spins.shape).clone()
-        noise = torch.randn(batch.shape, generator=g, dtype=spins.dtype)
-        far = (dist > R)[:, None, :, None]
-        moved = noise if amplitude is None else batch + amplitude * noise
         if replacement is not None:
             moved = replacement.expand_as(batch)
+        else:
+            noise = torch.randn(batch.shape, generator=g, dtype=spins.dtype)
+            moved = noise if amplitude is None else batch + amplitude * noise
+        far = (dist > R)[:, None, :, None]
         batch = torch.where(far, moved / moved.norm(dim=-1, keepdim=True), batch).reshape(-1, *spins.shape)
         tc = torque(batch, ff(batch).fields).reshape(len(centres), n_samples, -1, 3)
         tc = tc[torch.arange(len(centres)), :, centres]  # [n_c, n_samples, 3]
