@@ -62,6 +62,11 @@ def build_model(physics: dict) -> SDModel:
     return SDModel(lat, t=physics["t"], J=physics["J"], kT=physics["kT"], **_ensemble(physics))
 
 
+def grand_canonical_model(physics: dict, mu: float, kT: float) -> SDModel:
+    """The recipe's lattice, t and J with the electrons at fixed ``mu`` and temperature ``kT``."""
+    return build_model({k: v for k, v in physics.items() if k not in ("mu", "filling")} | {"mu": mu, "kT": kT})
+
+
 def uniform_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
     """``[n, N, 3]`` independent uniform random unit spins (the initial states of the quenches)."""
     g = torch.Generator().manual_seed(seed)
@@ -127,8 +132,7 @@ def relabel(name: str, data_dir: str, to_dir: str, mu: float, kT: float) -> None
     """Same configurations, fields and Ω of the grand-canonical ensemble at (mu, kT); existing files are kept."""
     from sdlib.io import TrajectoryWriter, read_trajectory
 
-    phys = RECIPES[name]["physics"]
-    ed = ExactSolver(build_model({k: v for k, v in phys.items() if k != "filling"} | {"mu": mu, "kT": kT}))
+    ed = ExactSolver(grand_canonical_model(RECIPES[name]["physics"], mu, kT))
     os.makedirs(os.path.join(to_dir, name), exist_ok=True)
     for f in sorted(os.listdir(os.path.join(data_dir, name))):
         src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
@@ -183,7 +187,8 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     torch.manual_seed(cfg["seed"])
     physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], **_ensemble(phys),
                "kT": phys["kT"]}
-    ff = MLForceField(Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {})), hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
+    desc = Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {}))
+    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],

@@ -22,15 +22,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sdlib import ExactSolver, SDModel  # noqa: E402
+from sdlib import ExactSolver  # noqa: E402
 from sdlib.forcefield import cutoff_sensitivity  # noqa: E402
 from sdlib.io import read_trajectory  # noqa: E402
 
-from make_models import RECIPES, build_model  # noqa: E402
+from make_models import RECIPES, build_model, grand_canonical_model  # noqa: E402
 
 
 def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Tensor]:
-    model = build_model(RECIPES[name]["physics"])
+    physics = RECIPES[name]["physics"]
+    model = build_model(physics)
     canonical = ExactSolver(model)
     files = sorted(glob.glob(os.path.join(data_dir, name, "quench_*.h5")))[:4]
     if len(files) < 2:
@@ -44,10 +45,9 @@ def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Ten
             s = spins[fr]
             others = torch.stack([t[fr] for j, t in enumerate(traj) if j != k])
             mu = float(canonical.chemical_potential(s))
-            lat, p = model.lattice, RECIPES[name]["physics"]
-            solvers = [canonical] + [ExactSolver(SDModel(lat, t=p["t"], J=p["J"], mu=mu, kT=kT)) for kT in (0.0, 0.05)]
+            solvers = [canonical] + [ExactSolver(grand_canonical_model(physics, mu, kT)) for kT in (0.0, 0.05)]
             for key, solver in zip(sq, solvers):
-                sq[key].append(cutoff_sensitivity(solver, s, lat, centres, radii, replacement=others) ** 2)
+                sq[key].append(cutoff_sensitivity(solver, s, model.lattice, centres, radii, replacement=others) ** 2)
     return {key: torch.stack(v).mean(0).sqrt() for key, v in sq.items()}
 
 
