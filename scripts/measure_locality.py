@@ -2,14 +2,16 @@
 
 Usage (from the repository root, after ``python scripts/make_models.py generate NAME``)::
 
-    python scripts/measure_locality.py square-double-exchange [--data data/models] [--radii 2.3,3.5,4.6]
+    python scripts/measure_locality.py square-double-exchange [--data data/models] [--radii 2.3,3.5,4.6] \
+        [--json book/runs/03-locality/square-double-exchange.json]
 
 For frames of four quench trajectories (at 1/8, 1/4, 1/2 and the end of each), the spins farther
 than R from four sites are replaced by the same frame of the other three trajectories
 (``sdlib.forcefield.cutoff_sensitivity`` with ``replacement``), and the relative rms change of
 the exact torque on those sites is printed for three electron ensembles: the recipe's own
 (canonical, fixed filling, T_e = 0), and the grand-canonical one at the chemical potential the
-canonical solution has in that frame, at T_e = 0 and T_e = 0.05.
+canonical solution has in that frame, at T_e = 0 and T_e = 0.05. ``--json`` also writes them,
+with the radii and the run's provenance, to a file (chapter 03 prints the committed ones).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from sdlib import ExactSolver  # noqa: E402
 from sdlib.forcefield import cutoff_sensitivity  # noqa: E402
 from sdlib.io import read_trajectory  # noqa: E402
+from sdlib.provenance import provenance, write_json  # noqa: E402
 
 from make_models import RECIPES, build_model, grand_canonical_model  # noqa: E402
 
@@ -56,11 +59,16 @@ def main(argv=None) -> None:
     ap.add_argument("name", choices=sorted(RECIPES))
     ap.add_argument("--data", default="data/models")
     ap.add_argument("--radii", default="2.0,3.0,4.0,5.0", help="comma-separated distances R")
+    ap.add_argument("--json", default=None, help="also write the result to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     radii = [float(r) for r in args.radii.split(",")]
-    for key, v in measure(args.name, args.data, radii).items():
-        print(f"{args.name} {key:28s} " + "  ".join(f"R={R:g}: {x:.3f}" for R, x in zip(radii, v.tolist())), flush=True)
+    result = {key: v.tolist() for key, v in measure(args.name, args.data, radii).items()}
+    for key, v in result.items():
+        print(f"{args.name} {key:28s} " + "  ".join(f"R={R:g}: {x:.3f}" for R, x in zip(radii, v)), flush=True)
+    if args.json:
+        write_json(args.json, {"model": args.name, "radii": radii, "sensitivity": result,
+                               "recipe_physics": RECIPES[args.name]["physics"], **provenance()})
 
 
 if __name__ == "__main__":
