@@ -165,6 +165,20 @@ def _split(name: str, data_dir: str):
     return tr + [f for f in files if f not in quench], va, te
 
 
+def _data_ensemble(paths, physics: dict) -> dict:
+    """The electrons the data were labelled with: ``{"mu" or "filling", "kT"}`` of the recipe, or
+    the ensemble ``relabel`` recorded in the files (which must all agree)."""
+    import h5py
+
+    found = set()
+    for p in paths:
+        with h5py.File(p, "r") as h5:
+            found.add(json.dumps(json.loads(h5.attrs["params"]).get("ensemble"), sort_keys=True))
+    if len(found) != 1:
+        raise SystemExit(f"the data files mix electron ensembles: {sorted(found)}")
+    return json.loads(found.pop()) or _ensemble(physics) | {"kT": physics["kT"]}
+
+
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
           cutoff: float | None = None) -> None:
     from sdlib.descriptors import Descriptor
@@ -185,8 +199,8 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
     sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
     torch.manual_seed(cfg["seed"])
-    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"], **_ensemble(phys),
-               "kT": phys["kT"]}
+    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"],
+               **_data_ensemble(tr + va + te, phys)}
     desc = Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {}))
     ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
