@@ -7,6 +7,9 @@ Usage (from the repository root)::
     python scripts/make_models.py generate triangular-tetrahedral
     python scripts/make_models.py train triangular-tetrahedral
     python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
+    python scripts/make_models.py relabel square-double-exchange --filling 0.485 --kT 0.05 --to data/models-ct
+    python scripts/make_models.py label-grand square-double-exchange --mus=-5:-3.4:9 --kT 0.05 --to data/models-grand
+    python scripts/make_models.py train square-double-exchange --data data/models-grand --check data/models-ct --out DIR
 
 ``generate`` runs exact-diagonalisation LLG quenches from random spins into baths at several
 temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
@@ -64,7 +67,12 @@ def build_model(physics: dict) -> SDModel:
 
 def grand_canonical_model(physics: dict, mu: float, kT: float) -> SDModel:
     """The recipe's lattice, t and J with the electrons at fixed ``mu`` and temperature ``kT``."""
-    return build_model({k: v for k, v in physics.items() if k not in ("mu", "filling")} | {"mu": mu, "kT": kT})
+    return relabelled_model(physics, {"mu": mu}, kT)
+
+
+def relabelled_model(physics: dict, ensemble: dict, kT: float) -> SDModel:
+    """The recipe's lattice, t and J with ``ensemble`` (``{"mu": μ}`` or ``{"filling": f}``) at ``kT``."""
+    return build_model({k: v for k, v in physics.items() if k not in ("mu", "filling")} | ensemble | {"kT": kT})
 
 
 def uniform_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
@@ -128,23 +136,44 @@ def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
 
 
-def relabel(name: str, data_dir: str, to_dir: str, mu: float, kT: float) -> None:
-    """Same configurations, fields and Ω of the grand-canonical ensemble at (mu, kT); existing files are kept."""
+def relabel(name: str, data_dir: str, to_dir: str, ensemble: dict, kT: float) -> None:
+    """Same configurations, fields and energy in another ensemble (``{"mu": μ}``: Ω, or ``{"filling": f}``:
+    E or F) at electron temperature ``kT``; existing files are kept."""
     from sdlib.io import TrajectoryWriter, read_trajectory
 
-    ed = ExactSolver(grand_canonical_model(RECIPES[name]["physics"], mu, kT))
+    ed = ExactSolver(relabelled_model(RECIPES[name]["physics"], ensemble, kT))
     os.makedirs(os.path.join(to_dir, name), exist_ok=True)
     for f in sorted(os.listdir(os.path.join(data_dir, name))):
         src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
         if not f.endswith(".h5") or os.path.exists(dst):
             continue
         tr = read_trajectory(src)
-        params = tr["params"] | {"relabelled_from": src, "ensemble": {"mu": mu, "kT": kT}}
+        params = tr["params"] | {"relabelled_from": src, "ensemble": ensemble | {"kT": kT}}
         with TrajectoryWriter(dst, tr["spins"].shape[1], params) as w:
             for k in range(0, len(tr["step"]), 8):
                 out = ed(tr["spins"][k:k + 8])
                 for j in range(out.energy.shape[0]):
                     w.append(int(tr["step"][k + j]), float(tr["time"][k + j]), tr["spins"][k + j], out.fields[j], out.energy[j])
+        print(dst, flush=True)
+
+
+def label_grand(name: str, data_dir: str, to_dir: str, mus: list, kT: float) -> None:
+    """Grand-canonical labels (Ω, fields, N) of every stored configuration at each μ of ``mus``
+    (one diagonalisation per configuration serves all μ) into ``<to>/<name>/``; existing files are kept."""
+    from sdlib.io import read_trajectory, write_grand_labels
+
+    physics = RECIPES[name]["physics"]
+    ed = ExactSolver(grand_canonical_model(physics, mus[0], kT))
+    os.makedirs(os.path.join(to_dir, name), exist_ok=True)
+    for f in sorted(os.listdir(os.path.join(data_dir, name))):
+        src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
+        if not f.endswith(".h5") or os.path.exists(dst):
+            continue
+        tr = read_trajectory(src)
+        parts = [ed.grand_labels(tr["spins"][k:k + 8], mus, kT) for k in range(0, len(tr["step"]), 8)]
+        labels = {key: torch.cat([p[key] for p in parts]) for key in ("energy", "fields", "number")}
+        labels |= {"spins": tr["spins"], "mu": parts[0]["mu"]}
+        write_grand_labels(dst, labels, tr["params"] | {"relabelled_from": src, "ensemble": {"mu": mus, "kT": kT}})
         print(dst, flush=True)
 
 
@@ -179,12 +208,19 @@ def _data_ensemble(paths, physics: dict) -> dict:
     return json.loads(found.pop()) or _ensemble(physics) | {"kT": physics["kT"]}
 
 
+def _is_grand_labels(path: str) -> bool:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return "mu" in h5 and "number" in h5
+
+
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
-          cutoff: float | None = None) -> None:
+          cutoff: float | None = None, check_dir: str | None = None) -> None:
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
     from sdlib.provenance import provenance
-    from sdlib.training import FieldDataset, evaluate
+    from sdlib.training import FieldDataset, GrandDataset, evaluate
     from sdlib.training import train as fit
 
     rec = RECIPES[name]
@@ -195,14 +231,21 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     phys = rec["physics"]
     lat = getattr(lattice, phys["kind"])(phys["L"])
     tr, va, te = _split(name, data_dir)
-    # consecutive quench frames are nearly identical: keep every quench_stride-th
-    stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
-    sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
+    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"]}
+    grand = _is_grand_labels(tr[0])
+    if grand:  # μ-input model: grand-canonical labels at several μ, used at the recipe's filling
+        sets = [GrandDataset(p) for p in (tr, va, te)]
+        mus = sets[0].mu.tolist()
+        physics |= {"filling": phys["filling"], "kT": sets[0].params[0]["ensemble"]["kT"], "mu_range": [min(mus), max(mus)]}
+    else:
+        # consecutive quench frames are nearly identical: keep every quench_stride-th
+        stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
+        sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
+        physics |= _data_ensemble(tr + va + te, phys)
     torch.manual_seed(cfg["seed"])
-    physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"],
-               **_data_ensemble(tr + va + te, phys)}
     desc = Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {}))
-    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics).to(torch.float32)
+    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics,
+                      mu_input=grand).to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
@@ -212,8 +255,13 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     errors = {split: evaluate(ff, ds) for split, ds in zip(("train", "val", "test"), sets)}
     # the accuracy that matters for dynamics: quench trajectories the network never saw
     held_out = [p for p in va + te if "quench" in os.path.basename(p)]
-    if held_out:
-        errors["held_out_quenches"] = evaluate(ff, FieldDataset(held_out)) | {"files": [os.path.basename(p) for p in held_out]}
+    if grand and check_dir is None:
+        print("no --check data: the fixed-filling accuracy on held-out quenches is not measured", flush=True)
+    elif held_out:  # a μ-input model is judged at fixed filling against canonical labels of the same frames
+        if check_dir is not None:
+            held_out = [os.path.join(check_dir, name, os.path.basename(p)) for p in held_out]
+        errors["held_out_quenches"] = evaluate(ff, FieldDataset(held_out)) | {
+            "files": [os.path.basename(p) for p in held_out], "ensemble": _data_ensemble(held_out, phys)}
     print(json.dumps(errors, indent=1), flush=True)
     ff.provenance = {
         "script": "scripts/make_models.py", "recipe": rec, "training": {k: list(v) if isinstance(v, tuple) else v
@@ -235,7 +283,7 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["generate", "train", "relabel"])
+    p.add_argument("stage", choices=["generate", "train", "relabel", "label-grand"])
     p.add_argument("name", choices=sorted(RECIPES))
     p.add_argument("--data", default="data/models", help="directory of the training data (default data/models)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -244,6 +292,9 @@ def main(argv=None) -> None:
     p.add_argument("--cutoff", type=float, default=None, help="descriptor cutoff (default: the recipe's, else the lattice's)")
     p.add_argument("--out", default=None, help="directory the trained model is written to (default sdlib/data)")
     p.add_argument("--mu", type=float, help="relabel: chemical potential of the grand-canonical ensemble")
+    p.add_argument("--check", default=None, help="train: canonical labels of the same frames, to judge a mu-input model")
+    p.add_argument("--filling", type=float, help="relabel: filling of the canonical ensemble (instead of --mu)")
+    p.add_argument("--mus", help="label-grand: grid of chemical potentials as lo:hi:K (K values, ends included)")
     p.add_argument("--kT", type=float, default=0.0, help="relabel: electron temperature (default 0)")
     p.add_argument("--to", default="data/models-gc", help="relabel: directory of the relabelled data")
     p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
@@ -254,13 +305,23 @@ def main(argv=None) -> None:
         if not 0 <= k < n:
             p.error(f"--shard must be k/n with 0 <= k < n, got {args.shard!r}")
         generate(args.name, args.data, (k, n))
+    elif args.stage == "label-grand":
+        try:
+            lo, hi, k = args.mus.split(":")
+            mus = torch.linspace(float(lo), float(hi), int(k)).tolist()
+        except (AttributeError, ValueError):
+            p.error(f"label-grand needs --mus lo:hi:K, got {args.mus!r}")
+        if not args.kT > 0:
+            p.error(f"label-grand needs --kT > 0, got {args.kT}")
+        label_grand(args.name, args.data, args.to, mus, args.kT)
     elif args.stage == "relabel":
-        if args.mu is None:
-            p.error("relabel needs --mu")
-        relabel(args.name, args.data, args.to, args.mu, args.kT)
+        if (args.mu is None) == (args.filling is None):
+            p.error("relabel needs exactly one of --mu or --filling")
+        relabel(args.name, args.data, args.to, {"mu": args.mu} if args.filling is None else {"filling": args.filling},
+                args.kT)
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
-              cutoff=args.cutoff)
+              cutoff=args.cutoff, check_dir=args.check)
 
 
 if __name__ == "__main__":

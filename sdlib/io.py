@@ -5,6 +5,10 @@ Trajectory files (HDF5, h5py) hold appendable, chunked datasets ``spins [T, N, 3
 attribute ``params``. A file being written is called ``<path>.part``; every append is flushed, so
 a killed writer leaves a readable ``.part`` holding every frame appended before the kill, and a
 new writer on the same path continues it. ``close()`` renames it to ``<path>``.
+
+Grand-canonical label files (:func:`write_grand_labels`) hold, for M configurations and K chemical
+potentials, ``spins [M, N, 3]``, ``mu [K]``, ``energy [M, K]`` (Ω), ``fields [M, K, N, 3]``,
+``number [M, K]`` (electrons) and ``params``; they are written whole and atomically.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import h5py
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "generate_quench_data"]
+__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "generate_quench_data", "write_grand_labels",
+           "read_grand_labels"]
 
 
 @contextlib.contextmanager
@@ -141,3 +146,42 @@ def generate_quench_data(ff, n_sites: int, path, *, n_steps: int, every: int, dt
         llg.run(spins0, n_steps, observers=[_Writer(every)], checkpoint=ckpt, checkpoint_every=10 * every)
     ckpt.unlink()
     return Path(path)
+
+
+GRAND_KEYS = ("spins", "mu", "energy", "fields", "number")
+
+
+def write_grand_labels(path, labels: dict, params: dict | None = None) -> Path:
+    """Write ``labels`` (the keys of ``GRAND_KEYS``, e.g. from ``ExactSolver.grand_labels`` plus
+    ``spins``) to the HDF5 file ``path`` atomically (a killed writer leaves no partial file)."""
+    path = Path(path)
+    arrays = {k: np.asarray(torch.as_tensor(labels[k]).detach().cpu(), dtype=np.float64) for k in GRAND_KEYS}
+    m, k = arrays["spins"].shape[0], arrays["mu"].shape[0]
+    shapes = {"energy": (m, k), "number": (m, k), "fields": (m, k) + arrays["spins"].shape[1:]}
+    bad = [key for key, shape in shapes.items() if arrays[key].shape != shape]
+    if bad or arrays["spins"].ndim != 3:
+        raise ValueError(f"grand labels {bad or ['spins']} have wrong shapes for {m} configurations and {k} values of mu")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for key, a in arrays.items():
+                h5.create_dataset(key, data=a)
+            h5.attrs["params"] = json.dumps(params or {})
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_grand_labels(path) -> dict:
+    """The arrays of a grand-canonical label file as float64 torch tensors, plus ``params``."""
+    with h5py.File(path, "r") as h5:
+        missing = [k for k in GRAND_KEYS if k not in h5]
+        if missing:
+            raise ValueError(f"{path} is not a grand-canonical label file (missing {missing})")
+        out = {k: torch.from_numpy(h5[k][...]) for k in GRAND_KEYS}
+        out["params"] = json.loads(h5.attrs["params"])
+    return out

@@ -8,6 +8,15 @@ scaled and shifted, ``ε = scale · MLP(·) + shift``; mean, std, scale and shif
 training data (:meth:`SiteEnergyNet.fit_normalization`). Energy units are t, time ħ/t.
 Reference: Behler, Parrinello, PRL 98, 146401 (2007); Zhang, Zhang, Chern, arXiv:2201.00798.
 
+A model built with ``mu_input=True`` takes the chemical potential as one more input of the site
+energy, ε_i = ε(G_i, μ), and learns the grand potential Ω(S, μ) = Σ_i ε_i at electron temperature
+kT > 0 (labels from :meth:`sdlib.ExactSolver.grand_labels`). Its electron number is
+N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (bisection inside the trained
+range ``physics["mu_range"]``) and returns the free energy F = Ω(μ*) + μ* N_e with fields
+-∂Ω/∂S at μ*, which equal -dF/dS because ∂Ω/∂μ = -N_e at μ* (the same Legendre identity as for
+``ExactSolver`` at kT > 0). The site energies stay local while the electron number is conserved
+globally, as in the reference.
+
 Saved models are two files: ``<stem>.safetensors`` (tensors only) and ``<stem>.json`` (descriptor
 spec, network shape, physics, sdlib version, provenance, SHA-256 of the weights). Loading parses JSON
 and safetensors only — nothing is unpickled — and every failure is a ``ValueError``.
@@ -18,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +37,7 @@ from .forcefield import ForceFieldOutput
 from .lattice import Lattice
 from .model import check_spins
 
-__all__ = ["SiteEnergyNet", "MLForceField", "register_descriptor", "FORMAT"]
+__all__ = ["SiteEnergyNet", "MLForceField", "GrandOutput", "register_descriptor", "FORMAT"]
 
 FORMAT = "sdlib.MLForceField/1"
 ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
@@ -52,9 +62,14 @@ def _descriptor_class(name):
 
 
 class SiteEnergyNet(nn.Module):
-    """Site energy ``ε(G) = scale · MLP((G - mean)/std) + shift`` for features ``[..., F]`` → ``[...]``."""
+    """Site energy ``ε(G) = scale · MLP((G - mean)/std) + shift`` for features ``[..., F]`` → ``[...]``.
 
-    def __init__(self, n_features: int, hidden=(64, 64), activation: str = "silu"):
+    With ``mu_input=True`` the chemical potential is one more input and the site energy is
+    ``ε(G, μ) = scale · MLP((G - mean)/std, (μ - μ̄)/σ_μ) + shift - n̄ μ`` (n̄: mean electrons per
+    site of the training data, so the MLP learns only the deviation from -n̄ μ).
+    """
+
+    def __init__(self, n_features: int, hidden=(64, 64), activation: str = "silu", mu_input: bool = False):
         super().__init__()
         if not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"n_features must be an integer >= 1, got {n_features!r}")
@@ -63,8 +78,10 @@ class SiteEnergyNet(nn.Module):
             raise ValueError(f"hidden must be a non-empty sequence of integers >= 1, got {hidden!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.n_features, self.hidden, self.activation = n_features, hidden, activation
-        layers, width = [], n_features
+        if not isinstance(mu_input, bool):
+            raise ValueError(f"mu_input must be True or False, got {mu_input!r}")
+        self.n_features, self.hidden, self.activation, self.mu_input = n_features, hidden, activation, mu_input
+        layers, width = [], n_features + int(mu_input)
         for h in hidden:
             layers += [nn.Linear(width, h, dtype=torch.float64), ACTIVATIONS[activation]()]
             width = h
@@ -74,22 +91,71 @@ class SiteEnergyNet(nn.Module):
         self.register_buffer("feature_std", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("energy_shift", torch.zeros((), dtype=torch.float64))
         self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
+        if mu_input:
+            for name, value in (("mu_mean", 0.0), ("mu_std", 1.0), ("number_shift", 0.0)):
+                self.register_buffer(name, torch.tensor(value, dtype=torch.float64))
 
     @torch.no_grad()
-    def fit_normalization(self, features: torch.Tensor, energy_per_site: torch.Tensor, field_rms: float) -> None:
-        """Set mean/std from features ``[M, F]``, shift = mean energy per site, scale = field RMS."""
+    def fit_normalization(self, features: torch.Tensor, energy_per_site: torch.Tensor, field_rms: float,
+                          mu: torch.Tensor | None = None, number_per_site: torch.Tensor | None = None) -> None:
+        """Set mean/std from features ``[M, F]``, shift = mean energy per site, scale = field RMS.
+
+        A μ-input net also takes the labels' ``mu`` and ``number_per_site`` (same shape as
+        ``energy_per_site``): μ̄, σ_μ, n̄ from them and shift = mean(Ω/N + n̄ μ).
+        """
         features = features.reshape(-1, self.n_features).to(self.feature_mean)
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6 * features.std(0).max().clamp_min(1e-12)))
-        self.energy_shift.copy_(torch.as_tensor(energy_per_site).to(self.energy_shift).mean())
+        energy = torch.as_tensor(energy_per_site).to(self.energy_shift)
+        if self.mu_input:
+            if mu is None or number_per_site is None:
+                raise ValueError("a mu_input network needs mu and number_per_site to fit its normalisation")
+            mu = torch.as_tensor(mu).to(energy).expand_as(energy)
+            self.mu_mean.copy_(mu.mean())
+            self.mu_std.copy_(mu.std() if mu.numel() > 1 and mu.std() > 1e-6 else torch.ones(()))
+            self.number_shift.copy_(torch.as_tensor(number_per_site).to(energy).mean())
+            energy = energy + self.number_shift * mu
+        self.energy_shift.copy_(energy.mean())
         self.energy_scale.copy_(torch.tensor(float(field_rms) if field_rms > 0 else 1.0))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def at_features(self, features: torch.Tensor):
+        """``μ ↦ ε(G, μ)`` for fixed features ``[..., N, F]``; the product with the first layer is done
+        once, so the many evaluations of a solve for μ cost only the hidden layers. ``μ`` is a
+        scalar or one value per configuration ``[...]``."""
+        x = (features - self.feature_mean) / self.feature_std
+        first, rest = self.mlp[0], self.mlp[1:]
+        pre = x @ first.weight[:, :self.n_features].T + first.bias
+        w_mu = first.weight[:, self.n_features]
+
+        def energy(mu):
+            m = torch.as_tensor(mu, dtype=pre.dtype, device=pre.device)
+            m = m.reshape(m.shape + (1,) * (pre.dim() - 1 - m.dim())).expand(pre.shape[:-1])
+            h = pre + ((m - self.mu_mean) / self.mu_std)[..., None] * w_mu
+            return self.energy_scale * rest(h).squeeze(-1) + self.energy_shift - self.number_shift * m
+
+        return energy
+
+    def forward(self, features: torch.Tensor, mu=None) -> torch.Tensor:
+        if self.mu_input:
+            if mu is None:
+                raise ValueError("this network takes the chemical potential as input: pass mu")
+            return self.at_features(features)(mu)
+        if mu is not None:
+            raise ValueError("this network was built without the chemical potential as input (mu_input=False)")
         x = (features - self.feature_mean) / self.feature_std
         return self.energy_scale * self.mlp(x).squeeze(-1) + self.energy_shift
 
 
-def _check_physics(physics, kind: str) -> dict:
+@dataclass
+class GrandOutput:
+    """Grand-canonical result of a μ-input model: Ω ``[]``/``[B]``, fields -∂Ω/∂S, N = -∂Ω/∂μ ``[]``/``[B]``."""
+
+    energy: torch.Tensor
+    fields: torch.Tensor
+    number: torch.Tensor
+
+
+def _check_physics(physics, kind: str, mu_input: bool = False) -> dict:
     if not isinstance(physics, dict):
         raise ValueError(f"physics must be a dict with lattice, t, J, mu or filling, kT; got {type(physics).__name__}")
     p = dict(physics)
@@ -101,6 +167,14 @@ def _check_physics(physics, kind: str) -> dict:
             raise ValueError(f"physics[{key!r}] must be a finite number, got {p.get(key)!r}")
     if ("mu" in p) == ("filling" in p):
         raise ValueError("physics must hold exactly one of 'mu' or 'filling'")
+    if mu_input:
+        r = p.get("mu_range")
+        if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                                      for v in r) and r[0] < r[1]):
+            raise ValueError(f"a mu_input model needs physics['mu_range'] = [lo, hi] (finite, lo < hi), the range of "
+                             f"chemical potentials it was trained on; got {r!r}")
+        if "filling" in p and not 0 < p["filling"] < 1:
+            raise ValueError(f"physics['filling'] must lie in (0, 1), got {p['filling']!r}")
     return json.loads(json.dumps(p))
 
 
@@ -117,6 +191,9 @@ class MLForceField(nn.Module):
     provenance : free JSON dict saved with the model (data, sizes, epochs, errors, hardware).
     check_norm : require unit spins (default True); False admits any length (Cartesian
         finite differences of the energy, as for ``ExactSolver``).
+    mu_input : the site energy also takes the chemical potential (module docstring); ``physics``
+        then holds ``mu_range`` and either ``mu`` (``ff(spins)`` is Ω at that μ) or ``filling``
+        (``ff(spins)`` is F at the μ* that conserves N_e = round(2N·filling)).
 
     ``ff(spins, create_graph=False)``: spins ``[N, 3]`` or ``[B, N, 3]`` → ``ForceFieldOutput``
     with ``energy`` ``[]``/``[B]`` = Σ_i ε_i and ``fields = -∂E/∂S``. ``create_graph=True`` keeps the
@@ -125,16 +202,16 @@ class MLForceField(nn.Module):
     """
 
     def __init__(self, descriptor, hidden=(64, 64), activation: str = "silu", physics: dict | None = None,
-                 provenance: dict | None = None, check_norm: bool = True):
+                 provenance: dict | None = None, check_norm: bool = True, mu_input: bool = False):
         super().__init__()
         self.check_norm = bool(check_norm)
         for attr in ("kind", "n_sites", "n_features", "spec"):
             if not hasattr(descriptor, attr):
                 raise ValueError(f"descriptor must be an sdlib Descriptor (missing .{attr}), got {type(descriptor).__name__}")
         self.descriptor = descriptor
-        self.net = SiteEnergyNet(descriptor.n_features, hidden, activation)
-        self.physics = _check_physics(physics if physics is not None else {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0},
-                                      descriptor.kind)
+        self.net = SiteEnergyNet(descriptor.n_features, hidden, activation, mu_input)
+        default = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0} | ({"mu_range": [-1.0, 1.0]} if mu_input else {})
+        self.physics = _check_physics(physics if physics is not None else default, descriptor.kind, mu_input)
         self.provenance = json.loads(json.dumps(provenance or {}))
         self.weights_sha256: str | None = None  # SHA-256 of the weights file once saved or loaded
 
@@ -155,11 +232,82 @@ class MLForceField(nn.Module):
         tol = 1e-4 if isinstance(spins, torch.Tensor) and spins.dtype == torch.float32 else 1e-6
         return check_spins(spins, self.n_sites, check_norm=self.check_norm, atol=tol)
 
-    def site_energies(self, spins: torch.Tensor) -> torch.Tensor:
-        """Site energies ε_i, ``[N]`` or ``[B, N]`` (units of t)."""
-        return self.net(self.descriptor(spins))
+    @property
+    def mu_input(self) -> bool:
+        return self.net.mu_input
+
+    @property
+    def n_electrons(self) -> int | None:
+        """``round(2N · filling)`` for a model at fixed filling, else None."""
+        f = self.physics.get("filling")
+        return None if f is None else int(round(2 * self.n_sites * f))
+
+    def site_energies(self, spins: torch.Tensor, mu=None) -> torch.Tensor:
+        """Site energies ε_i, ``[N]`` or ``[B, N]`` (units of t); ``mu`` only for a μ-input model."""
+        return self.net(self.descriptor(spins), mu)
+
+    def _check_mu(self, mu, spins: torch.Tensor) -> torch.Tensor:
+        if not self.mu_input:
+            raise ValueError("grand() needs a model with the chemical potential as input (mu_input=True)")
+        lo, hi = self.physics["mu_range"]
+        m = torch.as_tensor(mu, dtype=torch.float64).detach()
+        batch = spins.shape[:-2]
+        if m.dim() == 0:
+            m = m.expand(batch)
+        if m.shape != batch or not torch.isfinite(m).all() or m.min() < lo - 1e-12 or m.max() > hi + 1e-12:
+            raise ValueError(f"mu must be a number or one number per configuration (shape {list(batch)}) inside the "
+                             f"range [{lo}, {hi}] this model was trained on, got {m.tolist()}")
+        return m.clone()
+
+    def grand(self, spins, mu, create_graph: bool = False) -> GrandOutput:
+        """Ω(S, μ), fields -∂Ω/∂S at fixed μ and N = -∂Ω/∂μ of a μ-input model (``mu``: scalar or ``[B]``)."""
+        spins = self._check(spins)
+        m = self._check_mu(mu, spins).to(self.dtype).requires_grad_(True)
+        with torch.enable_grad():
+            s = spins.to(self.dtype) if create_graph and spins.requires_grad else \
+                spins.detach().to(self.dtype).requires_grad_(True)
+            omega = self.site_energies(s, m).sum(-1)
+            gs, gm = torch.autograd.grad(omega.sum(), (s, m), create_graph=create_graph)
+        out = [omega, -gs, -gm]
+        if not create_graph:
+            out = [v.detach() for v in out]
+        return GrandOutput(*(v.to(spins.dtype) for v in out))
+
+    @torch.no_grad()
+    def solve_mu(self, spins, tol: float = 1e-10) -> torch.Tensor:
+        """μ* ``[]``/``[B]`` with N(S, μ*) = N_e (bisection in ``physics["mu_range"]``; a μ-input model at fixed filling)."""
+        if not self.mu_input or self.n_electrons is None:
+            raise ValueError("solve_mu needs a mu_input model at fixed filling (physics['filling'])")
+        spins = self._check(spins)
+        energy = self.net.at_features(self.descriptor(spins.to(self.dtype)))
+        batch = spins.shape[:-2]
+
+        def number(mu):
+            with torch.enable_grad():
+                m = mu.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(energy(m).sum(), m)
+            return -g
+
+        lo, hi = (torch.full(batch, v, dtype=self.dtype) for v in self.physics["mu_range"])
+        n_lo, n_hi, n_e = number(lo), number(hi), self.n_electrons
+        if (n_lo > n_e).any() or (n_hi < n_e).any():
+            raise ValueError(f"filling={self.physics['filling']} (N_e={n_e}) is outside what this model gives inside its "
+                             f"trained range mu_range={self.physics['mu_range']}: N/2N from {(n_lo / (2 * self.n_sites)).tolist()} "
+                             f"to {(n_hi / (2 * self.n_sites)).tolist()}")
+        while (hi - lo).max() > tol:
+            mid = 0.5 * (lo + hi)
+            low = number(mid) < n_e
+            lo, hi = torch.where(low, mid, lo), torch.where(low, hi, mid)
+        return (0.5 * (lo + hi)).to(torch.float64)
 
     def forward(self, spins, create_graph: bool = False) -> ForceFieldOutput:
+        if self.mu_input:
+            if "mu" in self.physics:
+                out = self.grand(spins, self.physics["mu"], create_graph)
+                return ForceFieldOutput(out.energy, out.fields)
+            mu = self.solve_mu(spins)
+            out = self.grand(spins, mu, create_graph)
+            return ForceFieldOutput(out.energy + (mu * self.n_electrons).to(out.energy), out.fields)
         spins = self._check(spins)
         out_dtype = spins.dtype
         with torch.enable_grad():
@@ -179,7 +327,7 @@ class MLForceField(nn.Module):
 
         return {"format": FORMAT, "sdlib_version": __version__, "descriptor": self.descriptor.spec(),
                 "descriptor_class": _class_name(self.descriptor), "hidden": list(self.net.hidden),
-                "activation": self.net.activation, "n_features": self.net.n_features,
+                "activation": self.net.activation, "n_features": self.net.n_features, "mu_input": self.mu_input,
                 "physics": self.physics, "provenance": self.provenance}
 
     def save(self, path) -> tuple[str, str]:
@@ -209,7 +357,7 @@ class MLForceField(nn.Module):
             raise ValueError(f"this model was trained on the {cfg['physics']['lattice']} lattice; it cannot be "
                              f"applied to a {lattice.kind} lattice")
         desc = _descriptor_class(cfg["descriptor_class"]).from_spec(cfg["descriptor"], lattice)
-        ff = cls(desc, cfg["hidden"], cfg["activation"], cfg["physics"], cfg["provenance"])
+        ff = cls(desc, cfg["hidden"], cfg["activation"], cfg["physics"], cfg["provenance"], mu_input=cfg["mu_input"])
         try:
             ff.net.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -241,7 +389,7 @@ def _paths(path) -> tuple[str, str]:
 
 
 _CONFIG_TYPES = {"format": str, "descriptor": dict, "descriptor_class": str, "hidden": list, "activation": str,
-                 "n_features": int, "physics": dict, "provenance": dict, "weights_sha256": str}
+                 "n_features": int, "mu_input": bool, "physics": dict, "provenance": dict, "weights_sha256": str}
 
 
 def _read_model(wpath: str, cpath: str) -> tuple[dict, dict]:
@@ -259,6 +407,7 @@ def _read_model(wpath: str, cpath: str) -> tuple[dict, dict]:
         raise ValueError(f"{cpath} is not a valid JSON model config: {e}") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ValueError(f"{cpath} is not an sdlib model config (format must be {FORMAT!r})")
+    cfg.setdefault("mu_input", False)  # models saved before μ-input networks existed
     for key, typ in _CONFIG_TYPES.items():
         if not isinstance(cfg.get(key), typ):
             raise ValueError(f"{cpath}: entry {key!r} must be a {typ.__name__}, got {cfg.get(key)!r}")

@@ -12,6 +12,11 @@ energy term then pins the absolute energy scale. Adam with an exponentially deca
 from the epoch at which λ reaches its final value (the best such weights are kept); atomic checkpoints after every epoch, from which a run resumes exactly.
 Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
 frames to two splits.
+
+A model with the chemical potential as input (``MLForceField(..., mu_input=True)``) trains on a
+:class:`GrandDataset` (labels at K values of μ per configuration): each epoch pairs every
+configuration with one μ_k drawn at random, and the energy term becomes
+``MSE(Ω_ML/N, Ω_ref/N) + MSE(N_ML/N, N_ref/N)`` (grand potential and electrons per site, N_ML = -∂Ω/∂μ).
 """
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .forcefield import torque
-from .io import atomic_write, read_trajectory
+from .io import atomic_write, read_grand_labels, read_trajectory
 
-__all__ = ["FieldDataset", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
+__all__ = ["FieldDataset", "GrandDataset", "batch_losses", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
            "fit_normalization", "train"]
 
 CKPT_FORMAT = "sdlib.training.checkpoint/1"
@@ -67,6 +72,49 @@ class FieldDataset:
     def __getitem__(self, idx):
         return self.spins[idx], self.fields[idx], self.energy[idx]
 
+    def batch(self, idx, seed: int | None = None) -> dict:
+        """Frames ``idx`` as a dict (``spins``, ``fields``, ``energy``); ``seed`` is not used here."""
+        return {"spins": self.spins[idx], "fields": self.fields[idx], "energy": self.energy[idx]}
+
+
+class GrandDataset:
+    """Configurations with grand-canonical labels at K chemical potentials (``sdlib.io`` label files).
+
+    Attributes ``spins`` ``[M, N, 3]``, ``mu`` ``[K]``, ``energy`` (Ω) ``[M, K]``, ``fields``
+    ``[M, K, N, 3]``, ``number`` ``[M, K]``, ``source`` ``[M]``, ``paths``, ``n_sites``. All files must
+    share the same μ grid. :meth:`batch` pairs each configuration with one μ_k.
+    """
+
+    def __init__(self, paths):
+        paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        if not paths:
+            raise ValueError("paths must name at least one label file")
+        parts = [read_grand_labels(p) for p in paths]
+        grids = {tuple(d["mu"].tolist()) for d in parts}
+        sizes = {d["spins"].shape[1] for d in parts}
+        if len(grids) != 1 or len(sizes) != 1:
+            raise ValueError(f"all label files must share one mu grid and one lattice, got grids {sorted(grids)}, "
+                             f"sites {sorted(sizes)}")
+        self.paths, self.n_sites, self.mu = paths, sizes.pop(), parts[0]["mu"].double()
+        for key in ("spins", "energy", "fields", "number"):
+            setattr(self, key, torch.cat([d[key] for d in parts]).double())
+        self.source = torch.cat([torch.full((d["spins"].shape[0],), k) for k, d in enumerate(parts)])
+        self.params = [d["params"] for d in parts]
+
+    def __len__(self) -> int:
+        return self.spins.shape[0]
+
+    def batch(self, idx, seed: int | None = None) -> dict:
+        """Configurations ``idx`` each at one μ_k: random k (seeded) or, with ``seed=None``, k = index mod K."""
+        idx = torch.as_tensor(idx).reshape(-1)
+        K = len(self.mu)
+        if seed is None:
+            k = idx % K
+        else:
+            k = torch.randint(K, idx.shape, generator=torch.Generator().manual_seed(seed))
+        return {"spins": self.spins[idx], "mu": self.mu[k], "fields": self.fields[idx, k],
+                "energy": self.energy[idx, k], "number": self.number[idx, k]}
+
 
 def split_by_trajectory(paths, val: float = 0.15, test: float = 0.15, seed: int = 0):
     """Shuffle the files with ``seed`` and cut them into (train, val, test) lists of paths.
@@ -94,42 +142,65 @@ def energy_weight(epoch: int, final: float, start: int, ramp: int) -> float:
 
 def loss_terms(ff, spins, fields, energy, target: str = "torque", create_graph: bool = True):
     """(field-or-torque MSE, energy-per-site MSE) of ``ff`` on a batch ``[B, N, 3]``."""
-    out = ff(spins, create_graph=create_graph)
-    ref = fields.to(out.fields)
+    return batch_losses(ff, {"spins": spins, "fields": fields, "energy": energy}, target, create_graph)
+
+
+def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = True):
+    """(field-or-torque MSE, energy-per-site MSE) of ``ff`` on a batch dict of a dataset.
+
+    A batch with ``mu`` (:class:`GrandDataset`) is evaluated by ``ff.grand`` at those μ, and its
+    second term adds the MSE of the electrons per site.
+    """
+    spins = batch["spins"].to(ff.dtype)
+    grand = "mu" in batch
+    out = ff.grand(spins, batch["mu"], create_graph=create_graph) if grand else ff(spins, create_graph=create_graph)
+    ref = batch["fields"].to(out.fields)
     if target == "torque":
         d = torque(spins.to(ref), out.fields) - torque(spins.to(ref), ref)
     else:
         d = out.fields - ref
     N = spins.shape[-2]
-    de = (out.energy - energy.to(out.energy)) / N
-    return d.pow(2).mean(), de.pow(2).mean()
+    le = ((out.energy - batch["energy"].to(out.energy)) / N).pow(2).mean()
+    if grand:
+        le = le + ((out.number - batch["number"].to(out.number)) / N).pow(2).mean()
+    return d.pow(2).mean(), le
 
 
 @torch.no_grad()
 def fit_normalization(ff, dataset: FieldDataset, max_frames: int = 64) -> None:
     """Fit the feature mean/std, energy shift (mean E/N) and scale (field RMS) on ``dataset``."""
     idx = torch.linspace(0, len(dataset) - 1, min(max_frames, len(dataset))).round().long()
-    s = dataset.spins[idx].to(ff.dtype)
-    feats = ff.descriptor(s)
-    field_rms = torque(dataset.spins[idx], dataset.fields[idx]).pow(2).sum(-1).mean().sqrt().item()
-    ff.net.fit_normalization(feats, dataset.energy / dataset.n_sites, field_rms)
+    b = dataset.batch(idx)
+    feats = ff.descriptor(b["spins"].to(ff.dtype))
+    field_rms = torque(b["spins"], b["fields"]).pow(2).sum(-1).mean().sqrt().item()
+    if "mu" in b:
+        N = dataset.n_sites
+        ff.net.fit_normalization(feats, dataset.energy / N, field_rms, dataset.mu, dataset.number / N)
+    else:
+        ff.net.fit_normalization(feats, dataset.energy / dataset.n_sites, field_rms)
 
 
-def evaluate(ff, dataset: FieldDataset, batch_size: int = 8) -> dict:
+def evaluate(ff, dataset, batch_size: int = 8) -> dict:
     """Errors of ``ff`` on ``dataset``: torque RMSE and relative error ‖T_ML − T_ref‖/‖T_ref‖,
-    field RMSE, energy-per-site RMSE (units of t)."""
-    num = den = dh = de = 0.0
+    field RMSE, energy-per-site RMSE (units of t). On a :class:`GrandDataset` (configuration m at
+    μ_k, k = m mod K) the energy is Ω and ``number_rmse_per_site`` is added."""
+    num = den = dh = de = dn = 0.0
+    grand = isinstance(dataset, GrandDataset)
     for k in range(0, len(dataset), batch_size):
-        s, h, e = dataset[k:k + batch_size]
-        out = ff(s.to(ff.dtype))
+        b = dataset.batch(torch.arange(k, min(k + batch_size, len(dataset))))
+        s, h = b["spins"], b["fields"]
+        out = ff.grand(s.to(ff.dtype), b["mu"]) if grand else ff(s.to(ff.dtype))
         t_ml, t_ref = torque(s, out.fields.double()), torque(s, h)
         num += (t_ml - t_ref).pow(2).sum().item()
         den += t_ref.pow(2).sum().item()
         dh += (out.fields.double() - h).pow(2).sum().item()
-        de += ((out.energy.double() - e) / dataset.n_sites).pow(2).sum().item()
+        de += ((out.energy.double() - b["energy"]) / dataset.n_sites).pow(2).sum().item()
+        if grand:
+            dn += ((out.number.double() - b["number"]) / dataset.n_sites).pow(2).sum().item()
     n = len(dataset) * dataset.n_sites * 3
-    return {"torque_rmse": math.sqrt(num / n), "torque_rel": math.sqrt(num / den), "field_rmse": math.sqrt(dh / n),
-            "energy_rmse_per_site": math.sqrt(de / len(dataset)), "n_frames": len(dataset)}
+    res = {"torque_rmse": math.sqrt(num / n), "torque_rel": math.sqrt(num / den), "field_rmse": math.sqrt(dh / n),
+           "energy_rmse_per_site": math.sqrt(de / len(dataset)), "n_frames": len(dataset)}
+    return res | ({"number_rmse_per_site": math.sqrt(dn / len(dataset))} if grand else {})
 
 
 def _batches(n: int, batch_size: int, seed: int):
@@ -141,9 +212,9 @@ def _batches(n: int, batch_size: int, seed: int):
 def _val_loss(ff, val_set, batch_size, target) -> tuple[float, float]:
     lf = le = 0.0
     for k in range(0, len(val_set), batch_size):
-        s, h, e = val_set[k:k + batch_size]
-        f, en = loss_terms(ff, s.to(ff.dtype), h, e, target, create_graph=False)
-        lf, le = lf + f.item() * len(s), le + en.item() * len(s)
+        idx = torch.arange(k, min(k + batch_size, len(val_set)))
+        f, en = batch_losses(ff, val_set.batch(idx), target, create_graph=False)
+        lf, le = lf + f.item() * len(idx), le + en.item() * len(idx)
     return lf / len(val_set), le / len(val_set)
 
 
@@ -181,9 +252,8 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
         for g in opt.param_groups:
             g["lr"] = rate
         tot = fld = 0.0
-        for idx in _batches(len(train_set), batch_size, seed * 100003 + epoch):
-            s, h, e = train_set[idx]
-            lf, le = loss_terms(ff, s.to(ff.dtype), h, e, target)
+        for j, idx in enumerate(_batches(len(train_set), batch_size, seed * 100003 + epoch)):
+            lf, le = batch_losses(ff, train_set.batch(idx, (seed * 7919 + epoch) * 100003 + j), target)
             loss = lf + lam * le
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -134,6 +134,28 @@ class ExactSolver:
         dtype = spins.dtype if spins.is_floating_point() else torch.float64
         return ForceFieldOutput(energy.to(dtype), (self.model.J * m).to(dtype))
 
+    def grand_labels(self, spins: torch.Tensor, mus, kT: float) -> dict:
+        """Grand-canonical Ω, fields and electron number at several chemical potentials from one ``eigh``.
+
+        ``mus`` ``[K]``, ``kT`` > 0: returns ``{"mu": [K], "energy": [..., K], "fields": [..., K, N, 3],
+        "number": [..., K]}`` with Ω(μ_k) = -kT Σ_n ln(1 + e^{-(ε_n-μ_k)/kT}), H_i(μ_k) as in the
+        module docstring and N(μ_k) = Σ_n f(ε_n - μ_k) = -∂Ω/∂μ. The model's own μ or filling is not used.
+        """
+        if not (isinstance(kT, (int, float)) and kT > 0):
+            raise ValueError(f"kT must be > 0 for grand-canonical labels (smooth in mu), got {kT!r}")
+        mus = torch.as_tensor(mus, dtype=torch.float64).reshape(-1)
+        if mus.numel() == 0 or not torch.isfinite(mus).all():
+            raise ValueError(f"mus must be a non-empty sequence of finite chemical potentials, got {mus.tolist()}")
+        eps, vecs = self.eigh(spins)
+        out = {"mu": mus, "energy": [], "fields": [], "number": []}
+        for mu in mus.tolist():
+            f, _, omega = occupations(eps, mu=mu, kT=kT)
+            out["energy"].append(omega)
+            out["fields"].append(self.model.J * self.moments(self.local_blocks(vecs, f))[0])
+            out["number"].append(f.sum(-1))
+        dim = eps.dim() - 1  # the μ axis goes after the batch axes
+        return {k: (torch.stack(v, dim) if k != "mu" else v) for k, v in out.items()}
+
     def densities(self, spins: torch.Tensor) -> torch.Tensor:
         """Electron density ⟨n_i⟩ per site ``[..., N]`` (0 to 2)."""
         eps, vecs = self.eigh(spins)
