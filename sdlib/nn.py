@@ -148,11 +148,13 @@ class SiteEnergyNet(nn.Module):
 
 @dataclass
 class GrandOutput:
-    """Grand-canonical result of a μ-input model: Ω ``[]``/``[B]``, fields -∂Ω/∂S, N = -∂Ω/∂μ ``[]``/``[B]``."""
+    """Grand-canonical result of a μ-input model: Ω ``[]``/``[B]``, fields -∂Ω/∂S, N = -∂Ω/∂μ and the
+    chemical potential μ (``[]``/``[B]``, float64) they were evaluated at."""
 
     energy: torch.Tensor
     fields: torch.Tensor
     number: torch.Tensor
+    mu: torch.Tensor
 
 
 def _check_physics(physics, kind: str, mu_input: bool = False) -> dict:
@@ -247,8 +249,6 @@ class MLForceField(nn.Module):
         return self.net(self.descriptor(spins), mu)
 
     def _check_mu(self, mu, spins: torch.Tensor) -> torch.Tensor:
-        if not self.mu_input:
-            raise ValueError("grand() needs a model with the chemical potential as input (mu_input=True)")
         lo, hi = self.physics["mu_range"]
         m = torch.as_tensor(mu, dtype=torch.float64).detach()
         batch = spins.shape[:-2]
@@ -260,54 +260,79 @@ class MLForceField(nn.Module):
         return m.clone()
 
     def grand(self, spins, mu, create_graph: bool = False) -> GrandOutput:
-        """Ω(S, μ), fields -∂Ω/∂S at fixed μ and N = -∂Ω/∂μ of a μ-input model (``mu``: scalar or ``[B]``)."""
+        """Ω(S, μ), fields -∂Ω/∂S at fixed μ and N = -∂Ω/∂μ of a μ-input model (``mu``: scalar or ``[B]``;
+        ``None`` at fixed filling: μ* solved from the same features)."""
+        if not self.mu_input:
+            raise ValueError("grand() needs a model with the chemical potential as input (mu_input=True)")
+        if mu is None and self.n_electrons is None:
+            raise ValueError("mu=None (solve for μ*) needs a model at fixed filling (physics['filling'])")
         spins = self._check(spins)
-        m = self._check_mu(mu, spins).to(self.dtype).requires_grad_(True)
         with torch.enable_grad():
             s = spins.to(self.dtype) if create_graph and spins.requires_grad else \
                 spins.detach().to(self.dtype).requires_grad_(True)
-            omega = self.site_energies(s, m).sum(-1)
+            feats = self.descriptor(s)
+            m = self._check_mu(self._solve_mu(feats) if mu is None else mu, spins).to(self.dtype).requires_grad_(True)
+            omega = self.net(feats, m).sum(-1)
             gs, gm = torch.autograd.grad(omega.sum(), (s, m), create_graph=create_graph)
         out = [omega, -gs, -gm]
         if not create_graph:
             out = [v.detach() for v in out]
-        return GrandOutput(*(v.to(spins.dtype) for v in out))
+        return GrandOutput(*(v.to(spins.dtype) for v in out), m.detach().to(torch.float64))
 
     @torch.no_grad()
-    def solve_mu(self, spins, tol: float = 1e-10) -> torch.Tensor:
-        """μ* ``[]``/``[B]`` with N(S, μ*) = N_e (bisection in ``physics["mu_range"]``; a μ-input model at fixed filling)."""
+    def solve_mu(self, spins, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
+        """μ* ``[]``/``[B]`` with N(S, μ*) = N_e for a μ-input model at fixed filling.
+
+        Illinois (modified regula falsi) iteration inside ``physics["mu_range"]``: it keeps a
+        bracket, so it converges whenever N(μ_lo) ≤ N_e ≤ N(μ_hi), typically in under ten
+        evaluations of the hidden layers; it stops when |N - N_e| < ``tol`` electrons.
+        """
         if not self.mu_input or self.n_electrons is None:
             raise ValueError("solve_mu needs a mu_input model at fixed filling (physics['filling'])")
         spins = self._check(spins)
-        energy = self.net.at_features(self.descriptor(spins.to(self.dtype)))
-        batch = spins.shape[:-2]
+        return self._solve_mu(self.descriptor(spins.to(self.dtype)), tol, max_iter)
 
-        def number(mu):
+    @torch.no_grad()
+    def _solve_mu(self, features: torch.Tensor, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
+        energy = self.net.at_features(features.detach())
+        n_e, batch = self.n_electrons, features.shape[:-2]
+
+        def excess(mu):  # N(μ) - N_e
             with torch.enable_grad():
                 m = mu.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(energy(m).sum(), m)
-            return -g
+            return -g - n_e
 
         lo, hi = (torch.full(batch, v, dtype=self.dtype) for v in self.physics["mu_range"])
-        n_lo, n_hi, n_e = number(lo), number(hi), self.n_electrons
-        if (n_lo > n_e).any() or (n_hi < n_e).any():
+        f_lo, f_hi = excess(lo), excess(hi)
+        if (f_lo > 0).any() or (f_hi < 0).any():
             raise ValueError(f"filling={self.physics['filling']} (N_e={n_e}) is outside what this model gives inside its "
-                             f"trained range mu_range={self.physics['mu_range']}: N/2N from {(n_lo / (2 * self.n_sites)).tolist()} "
-                             f"to {(n_hi / (2 * self.n_sites)).tolist()}")
-        while (hi - lo).max() > tol:
-            mid = 0.5 * (lo + hi)
-            low = number(mid) < n_e
-            lo, hi = torch.where(low, mid, lo), torch.where(low, hi, mid)
-        return (0.5 * (lo + hi)).to(torch.float64)
+                             f"trained range mu_range={self.physics['mu_range']}: N/2N from "
+                             f"{((f_lo + n_e) / (2 * self.n_sites)).tolist()} to {((f_hi + n_e) / (2 * self.n_sites)).tolist()}")
+        side = torch.zeros(batch, dtype=torch.int8)  # which end was kept last: -1 lo, +1 hi
+        mu = 0.5 * (lo + hi)
+        for _ in range(max_iter):
+            denom = f_hi - f_lo
+            mu = torch.where(denom > 0, (lo * f_hi - hi * f_lo) / denom.clamp_min(1e-300), 0.5 * (lo + hi))
+            f = excess(mu)
+            if f.abs().max() < tol:
+                break
+            below = f < 0
+            lo, f_lo = torch.where(below, mu, lo), torch.where(below, f, f_lo)
+            hi, f_hi = torch.where(below, hi, mu), torch.where(below, f_hi, f)
+            # Illinois: halve the value at an end that stays twice in a row
+            f_hi = torch.where(below & (side == 1), 0.5 * f_hi, f_hi)
+            f_lo = torch.where(~below & (side == -1), 0.5 * f_lo, f_lo)
+            side = torch.where(below, torch.ones_like(side), -torch.ones_like(side))
+        return mu.to(torch.float64)
 
     def forward(self, spins, create_graph: bool = False) -> ForceFieldOutput:
         if self.mu_input:
             if "mu" in self.physics:
                 out = self.grand(spins, self.physics["mu"], create_graph)
                 return ForceFieldOutput(out.energy, out.fields)
-            mu = self.solve_mu(spins)
-            out = self.grand(spins, mu, create_graph)
-            return ForceFieldOutput(out.energy + (mu * self.n_electrons).to(out.energy), out.fields)
+            out = self.grand(spins, None, create_graph)  # at μ*, where out.number = N_e
+            return ForceFieldOutput(out.energy + (out.mu * self.n_electrons).to(out.energy), out.fields)
         spins = self._check(spins)
         out_dtype = spins.dtype
         with torch.enable_grad():
