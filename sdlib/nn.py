@@ -285,7 +285,8 @@ class MLForceField(nn.Module):
 
         Illinois (modified regula falsi) iteration inside ``physics["mu_range"]``: it keeps a
         bracket, so it converges whenever N(μ_lo) ≤ N_e ≤ N(μ_hi), typically in under ten
-        evaluations of the hidden layers; it stops when |N - N_e| < ``tol`` electrons.
+        evaluations of the hidden layers; it stops when |N - N_e| < ``tol`` electrons (at least 64 ulp of
+        N_e in the model's dtype) or the bracket has shrunk to rounding.
         """
         if not self.mu_input or self.n_electrons is None:
             raise ValueError("solve_mu needs a mu_input model at fixed filling (physics['filling'])")
@@ -296,6 +297,8 @@ class MLForceField(nn.Module):
     def _solve_mu(self, features: torch.Tensor, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
         energy = self.net.at_features(features.detach())
         n_e, batch = self.n_electrons, features.shape[:-2]
+        eps = torch.finfo(self.dtype).eps
+        tol = max(tol, 64 * eps * n_e)  # N is a sum over sites: float32 resolves it only to ~1e-5 relative
 
         def excess(mu):  # N(μ) - N_e
             with torch.enable_grad():
@@ -315,7 +318,7 @@ class MLForceField(nn.Module):
             denom = f_hi - f_lo
             mu = torch.where(denom > 0, (lo * f_hi - hi * f_lo) / denom.clamp_min(1e-300), 0.5 * (lo + hi))
             f = excess(mu)
-            if f.abs().max() < tol:
+            if f.abs().max() < tol or (hi - lo).max() < 8 * eps * max(abs(v) for v in self.physics["mu_range"]):
                 break
             below = f < 0
             lo, f_lo = torch.where(below, mu, lo), torch.where(below, f, f_lo)

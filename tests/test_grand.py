@@ -185,6 +185,8 @@ def test_save_load_round_trip_and_bad_input(trained, tmp_path, mu_grid):
     back = MLForceField.load(tmp_path / "m")
     s = configurations(2, 41)
     assert back.mu_input and torch.equal(back(s).fields, ff(s).fields) and torch.equal(back.solve_mu(s), ff.solve_mu(s))
+    f32 = MLForceField.load(tmp_path / "m", dtype=torch.float32)  # the μ solve stops at float32 resolution
+    assert ((f32(s.float()).fields.double() - ff(s).fields).norm() / ff(s).fields.norm()) < 1e-4
     lo, hi = ff.physics["mu_range"]
     with pytest.raises(ValueError, match=r"mu must be .* inside the range"):
         ff.grand(s, hi + 1.0)
