@@ -44,6 +44,8 @@ RECIPES = {
         quench=dict(dt=0.05, alpha=0.5, n_steps=800, every=10, seeds=[101, 102, 103, 104, 105, 106, 107, 108, 109, 110],
                     bath_kT=[0.0, 0.005, 0.01, 0.02, 0.0, 0.05, 0.01, 0.02, 0.05, 0.005]),
         random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 30) for k in range(4)]),
+        # a μ-input model (labels of label-grand) trains near each frame's own μ*, more gently
+        train_grand=dict(lr=1e-3, lr_final=3e-5, patience=15, epochs=80, mu_window=0.8),
     ),
     "triangular-tetrahedral": dict(
         physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
@@ -234,7 +236,11 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"]}
     grand = _is_grand_labels(tr[0])
     if grand:  # μ-input model: grand-canonical labels at several μ, used at the recipe's filling
-        sets = [GrandDataset(p) for p in (tr, va, te)]
+        cfg |= rec.get("train_grand", {})
+        cfg["epochs"] = epochs or cfg["epochs"]
+        n_e = round(2 * lat.n_sites * phys["filling"])
+        window = {"n_electrons": n_e, "window": cfg["mu_window"]} if "mu_window" in cfg else {}
+        sets = [GrandDataset(p, **window) for p in (tr, va, te)]
         mus = sets[0].mu.tolist()
         physics |= {"filling": phys["filling"], "kT": sets[0].params[0]["ensemble"]["kT"], "mu_range": [min(mus), max(mus)]}
     else:

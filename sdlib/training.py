@@ -83,9 +83,14 @@ class GrandDataset:
     Attributes ``spins`` ``[M, N, 3]``, ``mu`` ``[K]``, ``energy`` (Ω) ``[M, K]``, ``fields``
     ``[M, K, N, 3]``, ``number`` ``[M, K]``, ``source`` ``[M]``, ``paths``, ``n_sites``. All files must
     share the same μ grid. :meth:`batch` pairs each configuration with one μ_k.
+
+    With ``n_electrons`` and ``window`` given, each configuration is paired only with the μ_k within
+    ``window`` of its own μ* (where its labelled N(μ) crosses N_e, interpolated linearly on the
+    grid; the two grid points around μ* are always kept): a model used at fixed filling is then
+    trained where the dynamics will query it. ``mu_star`` ``[M]`` and ``allowed`` ``[M, K]`` hold them.
     """
 
-    def __init__(self, paths):
+    def __init__(self, paths, n_electrons: int | None = None, window: float | None = None):
         paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         if not paths:
             raise ValueError("paths must name at least one label file")
@@ -100,18 +105,41 @@ class GrandDataset:
             setattr(self, key, torch.cat([d[key] for d in parts]).double())
         self.source = torch.cat([torch.full((d["spins"].shape[0],), k) for k, d in enumerate(parts)])
         self.params = [d["params"] for d in parts]
+        self.allowed = torch.ones(self.number.shape, dtype=torch.bool)
+        self.mu_star = None
+        if (n_electrons is None) != (window is None):
+            raise ValueError("give both n_electrons and window (or neither)")
+        if window is not None:
+            if not window > 0:
+                raise ValueError(f"window must be > 0, got {window!r}")
+            self.mu_star = self._mu_star(float(n_electrons))
+            dist = (self.mu[None] - self.mu_star[:, None]).abs()
+            nearest_two = dist.argsort(1)[:, :2]
+            self.allowed = dist <= window
+            self.allowed[torch.arange(len(self)).unsqueeze(1), nearest_two] = True
+
+    def _mu_star(self, n_e: float) -> torch.Tensor:
+        """μ where each configuration's labelled N(μ_k) crosses ``n_e`` (linear interpolation, clamped to the grid)."""
+        n = self.number
+        k = (n < n_e).sum(1).clamp(1, len(self.mu) - 1)  # N increases with μ: first grid point at or above n_e
+        rows = torch.arange(len(n))
+        n0, n1, m0, m1 = n[rows, k - 1], n[rows, k], self.mu[k - 1], self.mu[k]
+        w = ((n_e - n0) / (n1 - n0).clamp_min(1e-12)).clamp(0, 1)
+        return m0 + w * (m1 - m0)
 
     def __len__(self) -> int:
         return self.spins.shape[0]
 
     def batch(self, idx, seed: int | None = None) -> dict:
-        """Configurations ``idx`` each at one μ_k: random k (seeded) or, with ``seed=None``, k = index mod K."""
+        """Configurations ``idx`` each at one allowed μ_k: at random (seeded) or, with ``seed=None``,
+        the (index mod number allowed)-th of its allowed grid points."""
         idx = torch.as_tensor(idx).reshape(-1)
-        K = len(self.mu)
+        allowed = self.allowed[idx]
         if seed is None:
-            k = idx % K
+            j = idx % allowed.sum(1)
+            k = (allowed.cumsum(1) <= j[:, None]).sum(1)
         else:
-            k = torch.randint(K, idx.shape, generator=torch.Generator().manual_seed(seed))
+            k = torch.multinomial(allowed.double(), 1, generator=torch.Generator().manual_seed(seed)).squeeze(1)
         return {"spins": self.spins[idx], "mu": self.mu[k], "fields": self.fields[idx, k],
                 "energy": self.energy[idx, k], "number": self.number[idx, k]}
 

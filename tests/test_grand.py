@@ -218,3 +218,17 @@ def test_label_files_and_dataset(label_files, mu_grid, tmp_path):
     other = write_grand_labels(tmp_path / "other.h5", {k: v for k, v in d.items() if k != "params"} | {"mu": d["mu"] + 0.1})
     with pytest.raises(ValueError, match="one mu grid"):
         GrandDataset([label_files[0], other])
+
+
+def test_dataset_window_pairs_each_configuration_with_mu_near_its_own_mu_star(label_files, mu_grid):
+    n_e = round(2 * LAT.n_sites * TEACHER_FILLING)
+    ds = GrandDataset(label_files[:2], n_electrons=n_e, window=0.5)
+    exact = teacher_mu(ds.spins, n_e)
+    step = mu_grid[1] - mu_grid[0]
+    assert (ds.mu_star - exact).abs().max() < 0.1 * step  # linear interpolation of N(μ) on the grid
+    for seed in (None, 1, 2):
+        mu = ds.batch(torch.arange(len(ds)), seed=seed)["mu"]
+        assert ((mu - ds.mu_star).abs() <= max(0.5, step) + 1e-12).all()
+    assert (ds.allowed.sum(1) >= 2).all() and not ds.allowed.all()
+    with pytest.raises(ValueError, match="both n_electrons and window"):
+        GrandDataset(label_files[:1], n_electrons=n_e)
