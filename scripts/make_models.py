@@ -3,13 +3,18 @@
 Usage (from the repository root)::
 
     python scripts/make_models.py generate square-double-exchange [--data data/models]
-    python scripts/make_models.py train square-double-exchange [--data data/models] [--epochs N]
     python scripts/make_models.py generate triangular-tetrahedral
     python scripts/make_models.py train triangular-tetrahedral
-    python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
+
+    # the shipped square model: μ as an input, grand-canonical labels at T_e = 0.05 on a μ grid,
+    # judged at fixed filling against canonical labels of the same frames
+    python scripts/make_models.py label-grand square-double-exchange --mus=-6.4:-2.0:12 --kT 0.05 --to data/models-grand-wide
     python scripts/make_models.py relabel square-double-exchange --filling 0.485 --kT 0.05 --to data/models-ct
-    python scripts/make_models.py label-grand square-double-exchange --mus=-5:-3.4:9 --kT 0.05 --to data/models-grand
-    python scripts/make_models.py train square-double-exchange --data data/models-grand --check data/models-ct --out DIR
+    python scripts/make_models.py train square-double-exchange --data data/models-grand-wide --check data/models-ct
+
+    # experiments (never overwrite sdlib/data: --out)
+    python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
+    python scripts/make_models.py train square-double-exchange --data data/models --out DIR [--epochs N] [--cutoff R]
 
 ``generate`` runs exact-diagonalisation LLG quenches from random spins into baths at several
 temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
@@ -20,8 +25,12 @@ generate one data set in parallel. ``train`` fits an ``MLForceField`` to those f
 trajectory, and writes the model and its provenance record to ``sdlib/data/<name>.{safetensors,json}``
 (``--out DIR`` writes elsewhere, ``--cutoff`` overrides the descriptor cutoff: for experiments).
 ``relabel`` recomputes the fields and energies of every stored configuration in another electron
-ensemble (grand canonical at ``--mu``, temperature ``--kT``) into ``<to>/<name>/``, so that
-``train --data <to>`` measures what the ensemble of the reference does to the accuracy.
+ensemble (grand canonical at ``--mu`` or canonical at ``--filling``, temperature ``--kT``) into
+``<to>/<name>/``. ``label-grand`` stores Ω, fields and electron number at every μ of a grid (one
+diagonalisation per configuration); ``train`` on such files builds a μ-input model
+(``MLForceField(..., mu_input=True)``) used at the recipe's filling with the labels' T_e, each
+frame trained near its own μ* (``train_grand`` settings of the recipe); ``--check`` names the
+canonical labels of the same frames on which its held-out error is measured.
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ RECIPES = {
                     bath_kT=[0.0, 0.005, 0.01, 0.02, 0.0, 0.05, 0.01, 0.02, 0.05, 0.005]),
         random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 30) for k in range(4)]),
         # a μ-input model (labels of label-grand) trains near each frame's own μ*, more gently
-        train_grand=dict(lr=1e-3, lr_final=3e-5, patience=15, epochs=80, mu_window=0.8),
+        train_grand=dict(lr=2e-3, lr_final=1e-4, patience=15, epochs=100, mu_window=0.8),
     ),
     "triangular-tetrahedral": dict(
         physics=dict(kind="triangular", L=12, t=1.0, J=2.0, filling=0.25, kT=0.0),
@@ -314,7 +323,7 @@ def main(argv=None) -> None:
     elif args.stage == "label-grand":
         try:
             lo, hi, k = args.mus.split(":")
-            mus = torch.linspace(float(lo), float(hi), int(k)).tolist()
+            mus = torch.linspace(float(lo), float(hi), int(k), dtype=torch.float64).tolist()
         except (AttributeError, ValueError):
             p.error(f"label-grand needs --mus lo:hi:K, got {args.mus!r}")
         if not args.kT > 0:

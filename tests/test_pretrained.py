@@ -23,7 +23,7 @@ from sdlib.forcefield import torque
 from sdlib.nn import MLForceField, _DATA
 
 TARGET_TORQUE = 0.05     # the project's accuracy goal (not met yet, see the module docstring)
-TOL_TORQUE = {"square-double-exchange": 0.32, "triangular-tetrahedral": 0.48}  # reached, plus margin
+TOL_TORQUE = {"square-double-exchange": 0.17, "triangular-tetrahedral": 0.48}  # reached, plus margin
 TOL_F32 = 2e-3           # float32 inference against float64 fields of the same model, relative
 TOL_SYM = 1e-9           # exact symmetries, float64
 MAX_BYTES = 10 * 2**20   # each shipped model ≤ 10 MB
@@ -111,3 +111,23 @@ def test_files_config_and_provenance(shipped):
     for key in ("data", "epochs_run", "errors", "wall_s_training", "hardware", "date"):
         assert key in prov, f"{name}: provenance lacks {key!r}"
     assert prov["errors"]["held_out_quenches"]["torque_rel"] <= TOL_TORQUE[name]
+
+
+TOL_ORDERED = 0.01       # t per site: ordered-state energies of the square model against ED
+
+
+def test_square_model_conserves_electrons_and_orders_the_uniform_states_as_ed():
+    """The shipped square model takes μ as input: at fixed filling its N(μ*) is N_e, and the free
+    energies of the FM and Néel states (whose energy difference drives the phase separation of
+    chapter 05) agree with exact diagonalisation at the model's electron temperature."""
+    ff = MLForceField.pretrained("square-double-exchange")
+    lat, model = reference(ff)
+    assert ff.mu_input and model.n_electrons == ff.n_electrons
+    fm = torch.zeros(lat.n_sites, 3, dtype=torch.float64)
+    fm[:, 2] = 1.0
+    neel = fm * torch.where((lat.coords.sum(1) % 2) == 0, 1.0, -1.0).to(torch.float64)[:, None]
+    states = torch.stack([fm, neel, random_spins(lat.n_sites, 1, 11)[0]])
+    e_ml, e_ed = ff(states).energy / lat.n_sites, ExactSolver(model)(states).energy / lat.n_sites
+    assert (e_ml - e_ed).abs().max() <= TOL_ORDERED, (e_ml.tolist(), e_ed.tolist())
+    n = ff.grand(states, ff.solve_mu(states)).number
+    assert torch.allclose(n, torch.full_like(n, float(ff.n_electrons)), atol=1e-6)
