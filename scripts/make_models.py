@@ -147,18 +147,24 @@ def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
 
 
-def relabel(name: str, data_dir: str, to_dir: str, ensemble: dict, kT: float) -> None:
-    """Same configurations, fields and energy in another ensemble (``{"mu": μ}``: Ω, or ``{"filling": f}``:
-    E or F) at electron temperature ``kT``; existing files are kept."""
-    from sdlib.io import TrajectoryWriter, read_trajectory
+def _pending(name: str, data_dir: str, to_dir: str):
+    """(source path, target path, trajectory) of every data file not yet relabelled into ``<to>/<name>/``."""
+    from sdlib.io import read_trajectory
 
-    ed = ExactSolver(relabelled_model(RECIPES[name]["physics"], ensemble, kT))
     os.makedirs(os.path.join(to_dir, name), exist_ok=True)
     for f in sorted(os.listdir(os.path.join(data_dir, name))):
         src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
-        if not f.endswith(".h5") or os.path.exists(dst):
-            continue
-        tr = read_trajectory(src)
+        if f.endswith(".h5") and not os.path.exists(dst):
+            yield src, dst, read_trajectory(src)
+
+
+def relabel(name: str, data_dir: str, to_dir: str, ensemble: dict, kT: float) -> None:
+    """Same configurations, fields and energy in another ensemble (``{"mu": μ}``: Ω, or ``{"filling": f}``:
+    E or F) at electron temperature ``kT``; existing files are kept."""
+    from sdlib.io import TrajectoryWriter
+
+    ed = ExactSolver(relabelled_model(RECIPES[name]["physics"], ensemble, kT))
+    for src, dst, tr in _pending(name, data_dir, to_dir):
         params = tr["params"] | {"relabelled_from": src, "ensemble": ensemble | {"kT": kT}}
         with TrajectoryWriter(dst, tr["spins"].shape[1], params) as w:
             for k in range(0, len(tr["step"]), 8):
@@ -171,16 +177,10 @@ def relabel(name: str, data_dir: str, to_dir: str, ensemble: dict, kT: float) ->
 def label_grand(name: str, data_dir: str, to_dir: str, mus: list, kT: float) -> None:
     """Grand-canonical labels (Ω, fields, N) of every stored configuration at each μ of ``mus``
     (one diagonalisation per configuration serves all μ) into ``<to>/<name>/``; existing files are kept."""
-    from sdlib.io import read_trajectory, write_grand_labels
+    from sdlib.io import write_grand_labels
 
-    physics = RECIPES[name]["physics"]
-    ed = ExactSolver(grand_canonical_model(physics, mus[0], kT))
-    os.makedirs(os.path.join(to_dir, name), exist_ok=True)
-    for f in sorted(os.listdir(os.path.join(data_dir, name))):
-        src, dst = os.path.join(data_dir, name, f), os.path.join(to_dir, name, f)
-        if not f.endswith(".h5") or os.path.exists(dst):
-            continue
-        tr = read_trajectory(src)
+    ed = ExactSolver(grand_canonical_model(RECIPES[name]["physics"], mus[0], kT))
+    for src, dst, tr in _pending(name, data_dir, to_dir):
         parts = [ed.grand_labels(tr["spins"][k:k + 8], mus, kT) for k in range(0, len(tr["step"]), 8)]
         labels = {key: torch.cat([p[key] for p in parts]) for key in ("energy", "fields", "number")}
         labels |= {"spins": tr["spins"], "mu": parts[0]["mu"]}
