@@ -161,18 +161,10 @@ def write_grand_labels(path, labels: dict, params: dict | None = None) -> Path:
     bad = [key for key, shape in shapes.items() if arrays[key].shape != shape]
     if bad or arrays["spins"].ndim != 3:
         raise ValueError(f"grand labels {bad or ['spins']} have wrong shapes for {m} configurations and {k} values of mu")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for key, a in arrays.items():
-                h5.create_dataset(key, data=a)
-            h5.attrs["params"] = json.dumps(params or {})
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, mode="w+b") as fh, h5py.File(fh, "w") as h5:
+        for key, a in arrays.items():
+            h5.create_dataset(key, data=a)
+        h5.attrs["params"] = json.dumps(params or {})
     return path
 
 
