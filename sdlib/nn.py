@@ -11,7 +11,7 @@ Reference: Behler, Parrinello, PRL 98, 146401 (2007); Zhang, Zhang, Chern, arXiv
 A model built with ``mu_input=True`` takes the chemical potential as one more input of the site
 energy, ε_i = ε(G_i, μ), and learns the grand potential Ω(S, μ) = Σ_i ε_i at electron temperature
 kT > 0 (labels from :meth:`sdlib.ExactSolver.grand_labels`). Its electron number is
-N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (bisection inside the trained
+N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (regula falsi inside the trained
 range ``physics["mu_range"]``) and returns the free energy F = Ω(μ*) + μ* N_e with fields
 -∂Ω/∂S at μ*, which equal -dF/dS because ∂Ω/∂μ = -N_e at μ* (the same Legendre identity as for
 ``ExactSolver`` at kT > 0). The site energies stay local while the electron number is conserved
