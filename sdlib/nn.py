@@ -306,13 +306,13 @@ class MLForceField(nn.Module):
                 (g,) = torch.autograd.grad(energy(m).sum(), m)
             return -g - n_e
 
-        lo, hi = (torch.full(batch, v, dtype=self.dtype) for v in self.physics["mu_range"])
+        lo, hi = (torch.full(batch, v, dtype=self.dtype, device=features.device) for v in self.physics["mu_range"])
         f_lo, f_hi = excess(lo), excess(hi)
         if (f_lo > 0).any() or (f_hi < 0).any():
             raise ValueError(f"filling={self.physics['filling']} (N_e={n_e}) is outside what this model gives inside its "
                              f"trained range mu_range={self.physics['mu_range']}: N/2N from "
                              f"{((f_lo + n_e) / (2 * self.n_sites)).tolist()} to {((f_hi + n_e) / (2 * self.n_sites)).tolist()}")
-        side = torch.zeros(batch, dtype=torch.int8)  # which end was kept last: -1 lo, +1 hi
+        side = torch.zeros(batch, dtype=torch.int8, device=features.device)  # which end was kept last: -1 lo, +1 hi
         mu = 0.5 * (lo + hi)
         for _ in range(max_iter):
             denom = f_hi - f_lo
