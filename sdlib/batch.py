@@ -41,9 +41,10 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from .io import atomic_write
 
 __all__ = ["record", "sweep", "run_id", "parse_value", "RESULTS_FILE", "SUMMARY_FILE"]
 
@@ -57,14 +58,9 @@ _UNQUOTED = re.compile(r"[-+0-9.].*|true|false|True|False|null|NaN|Infinity")  #
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8, line endings as given) through :func:`sdlib.io.atomic_write`."""
+    with atomic_write(path) as fh:
+        fh.write(text.encode())
 
 
 def record(**values) -> dict:

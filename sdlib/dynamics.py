@@ -22,10 +22,11 @@ Integrators (both use two force evaluations per step):
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
+
+from .io import atomic_write
 
 __all__ = ["LLG", "Observer", "EnergyObserver", "MagnetizationObserver", "FunctionObserver", "cayley_step"]
 
@@ -227,11 +228,8 @@ class LLG:
             "n_sites": spins.shape[-2], "rng": self._gen.get_state().cpu() if self._gen is not None else None,
             "observers": [{"name": o.name, "every": o.every, **o.state_dict()} for o in observers],
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with atomic_write(path) as fh:
+            torch.save(state, fh)
 
     def _resume(self, path: Path, spins, observers):
         state = torch.load(path, weights_only=True)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .forcefield import ForceFieldOutput
+from .io import atomic_write
 from .lattice import Lattice
 from .model import check_spins
 
@@ -365,8 +366,9 @@ class MLForceField(nn.Module):
         wpath, cpath = _paths(path)
         blob = save({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()})
         cfg = self.config() | {"weights_sha256": hashlib.sha256(blob).hexdigest()}
-        _atomic_bytes(wpath, blob)
-        _atomic_bytes(cpath, (json.dumps(cfg, indent=2) + "\n").encode())
+        for target, data in ((wpath, blob), (cpath, (json.dumps(cfg, indent=2) + "\n").encode())):
+            with atomic_write(target) as fh:
+                fh.write(data)
         self.weights_sha256 = cfg["weights_sha256"]
         return wpath, cpath
 
@@ -449,12 +451,3 @@ def _read_model(wpath: str, cpath: str) -> tuple[dict, dict]:
     if bad:
         raise ValueError(f"{wpath}: tensors {bad} are not finite floating-point arrays")
     return cfg, state
-
-
-def _atomic_bytes(path: str, data: bytes) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
