@@ -28,10 +28,17 @@ __all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "generate_quen
 
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """Write to a temporary file beside ``path`` and move it into place only on success."""
+    """Write to a temporary file beside ``path`` and move it into place only on success.
+
+    The file gets the permissions ``open`` would give it (0o666 less the umask), not the 0o600 of
+    a temporary file, so models and run results written here can be shared.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

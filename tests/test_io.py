@@ -56,6 +56,14 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert path.read_text() == "new"
 
 
+def test_atomic_write_gives_the_permissions_of_open(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_write(tmp_path / "atomic.txt", "w") as fh:
+        fh.write("x")
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
 def test_generate_quench_data_matches_an_llg_run_and_resumes(tmp_path):
     from sdlib import LLG
 
