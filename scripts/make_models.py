@@ -13,6 +13,9 @@ Usage (from the repository root)::
     python scripts/make_models.py train square-double-exchange --data data/models-grand-wide --check data/models-ct
 
     # experiments (never overwrite sdlib/data: --out)
+    python scripts/make_models.py label-grand triangular-tetrahedral --mus=-3.2:-2.0:13 --kT 0.05 --to data/models-grand-wide
+    python scripts/make_models.py relabel triangular-tetrahedral --filling 0.25 --kT 0.05 --to data/models-ct
+    python scripts/make_models.py train triangular-tetrahedral --data data/models-grand-wide --check data/models-ct --out DIR
     python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
     python scripts/make_models.py train square-double-exchange --data data/models --out DIR [--epochs N] [--cutoff R]
 
@@ -62,6 +65,8 @@ RECIPES = {
                     bath_kT=[0.0, 0.002, 0.005, 0.01, 0.0, 0.02, 0.005, 0.01, 0.02, 0.002]),
         random=dict(files=[(201, 40), (202, 40)], uniform=[(203 + k, 50) for k in range(4)]),
         train=dict(lr=1e-3, lr_final=3e-5),  # validation error rises after one epoch at lr = 3e-3
+        # labels of label-grand on [-3.2, -2.0] (13 values), T_e = 0.05: the μ* of every frame lies in [-2.7, -2.2]
+        train_grand=dict(lr=1e-3, lr_final=3e-5, patience=15, epochs=100, mu_window=0.5),
     ),
 }
 
