@@ -54,14 +54,31 @@ def hardware(device: str | torch.device = "cpu") -> dict:
     return hw
 
 
+def _checkout() -> dict:
+    """``{"commit": HEAD, "dirty": uncommitted changes to tracked files}``; None where git cannot tell."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
+
+
+# The checkout whose code this process runs: taken when this module is first imported (a chapter
+# imports it in its first code cell), not when the record is written at the end of a long run.
+_AT_IMPORT = _checkout()
+
+
 def provenance(device: str | torch.device = "cpu", **extra) -> dict:
-    """JSON-ready record: commit, dirty flag, versions, hardware, date, plus ``extra`` entries."""
+    """JSON-ready record: commit, dirty flag, versions, hardware, date, plus ``extra`` entries.
+
+    ``commit`` and ``dirty`` describe the checkout when this module was imported; if the checkout
+    has changed since (commits or edits made while a run was going), ``checkout_at_end`` holds
+    the one found now.
+    """
     from . import __version__
 
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    rec = {"commit": _git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status),
-           "sdlib": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+    now = _checkout()
+    rec = {**_AT_IMPORT, "sdlib": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
            "hardware": hardware(device), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if now != _AT_IMPORT:
+        rec["checkout_at_end"] = now
     return json.loads(json.dumps(rec | extra))
 
 

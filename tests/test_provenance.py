@@ -16,6 +16,20 @@ def test_provenance_names_commit_versions_and_hardware():
     json.dumps(rec)  # JSON-ready
 
 
+def test_provenance_reports_the_checkout_the_run_started_from(monkeypatch):
+    from sdlib import provenance as prov
+
+    now = prov._checkout()
+    assert "checkout_at_end" not in provenance() or prov._AT_IMPORT != now
+    started = {"commit": "0" * 40, "dirty": False}  # as if HEAD had moved since the import
+    monkeypatch.setattr(prov, "_AT_IMPORT", started)
+    rec = provenance()
+    assert {k: rec[k] for k in started} == started
+    assert rec["checkout_at_end"] == now
+    monkeypatch.setattr(prov, "_AT_IMPORT", now)
+    assert "checkout_at_end" not in provenance()
+
+
 def test_write_json_round_trip_and_refuses_nan(tmp_path):
     p = write_json(tmp_path / "sub" / "summary.json", {"t": [0.0, 1.5], "L": [1.0, 2.0], "n": 4})
     assert json.loads(p.read_text()) == {"t": [0.0, 1.5], "L": [1.0, 2.0], "n": 4}
