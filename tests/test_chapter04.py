@@ -55,3 +55,25 @@ def test_chapter04_tiny_run_writes_consistent_results(tmp_path):
     assert np.all(np.isfinite(summary["L"])) and 0 < min(summary["L"]) and max(summary["L"]) < 8
     assert ordered.ground_state("triangular", summary["params"]["J"], filling=summary["params"]["filling"]) == \
         "tetrahedral"
+
+
+def test_chapter04_runs_a_model_given_by_path(tmp_path):
+    """``model_path``: the chapter drives its quenches with that model and takes J, the ED reference
+    and the recorded weights hash from it (here the shipped weights relabelled as J = 2.5)."""
+    from sdlib import MLForceField
+
+    ff = MLForceField.pretrained("triangular-tetrahedral", lattice=lattice.triangular(8))
+    ff.physics = ff.physics | {"J": 2.5}
+    ff.save(tmp_path / "other")
+    out = tmp_path / "prod"
+    run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "other"))
+    summary = json.loads((out / "summary.json").read_text())
+    validation = json.loads((out / "validation.json").read_text())
+    p = summary["params"]
+    assert p["J"] == 2.5 and p["model_path"] == str(tmp_path / "other")
+    assert p["model_sha256"] == ff.weights_sha256
+    g = torch.Generator().manual_seed(1000)  # the chapter's validation seed, seed + 1000
+    s0 = torch.randn(2, 64, 3, generator=g, dtype=torch.float64)
+    s0 = s0 / s0.norm(dim=-1, keepdim=True)
+    ed = ExactSolver(SDModel(lattice.triangular(8), J=2.5, filling=p["filling"]))
+    assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
