@@ -1,6 +1,7 @@
 """Chapter 05 under papermill: tiny parameters, the files of a production run, the recorded energies."""
 import json
 
+import numpy as np
 import papermill as pm
 import pytest
 import torch
@@ -43,6 +44,12 @@ def test_chapter05_tiny_production_run(tmp_path):
     assert summary["n_sites"] == TINY["L"] ** 2 and summary["params"]["L"] == TINY["L"]
     assert len(summary["t"]) == len(summary["L"]) and summary["t"][-1] == pytest.approx(TINY["n_steps"] * 0.05)
     assert summary["L"][-1] == pytest.approx(res["L_final"])
+    # cluster statistics: an integer count per quench, and every cluster has at least two sites
+    n_clusters = np.array(summary["clusters_per_site"]) * summary["n_sites"] * summary["n_seeds"]
+    fraction = np.array(summary["fraction_in_clusters"])
+    assert len(n_clusters) == len(fraction) == len(summary["t"])
+    assert np.allclose(n_clusters, np.round(n_clusters), atol=1e-9) and np.all((0 <= fraction) & (fraction <= 1))
+    assert np.all(fraction * summary["n_sites"] >= 2 * n_clusters / summary["n_seeds"] - 1e-9)
     val = json.loads((out / "validation.json").read_text())
     corr_ml, corr_ref = torch.tensor(val["corr_ml"]), torch.tensor(val["corr_reference"])
     assert corr_ml.shape == corr_ref.shape == (TINY["n_seeds_ref"], len(val["t"]))
