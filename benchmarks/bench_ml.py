@@ -210,10 +210,11 @@ def markdown(rows, summaries, runs):
             if c and device != "cpu":
                 continue
             e = {k: ("n/a" if v is None else f"{v:.2f}") for k, v in s["exponents"].items() if k != "threads"}
+            sizes = sorted(r["L"] for r in rows if r["device"] == device and r["reference"] is None) or ["?"]
             lines += ["", f"Fitted exponents t ∝ N^p on {device}, {clock}, rows with {s['exponents']['threads']} thread(s): "
                           f"ML eval f64 {e['ml64_eval' + c]}, "
                           f"f32 {e['ml32_eval' + c]}, ML LLG step f64 {e['ml64_step' + c]}, f32 {e['ml32_step' + c]} "
-                          f"(32² … 512²); ED {e['ed' + c]}; KPM {e['kpm' + c]}."]
+                          f"({sizes[0]}² … {sizes[-1]}²); ED {e['ed' + c]}; KPM {e['kpm' + c]}."]
         if "site_steps_per_s" in s:
             q = s["site_steps_per_s"]
             lines.append(f"ML-LLG throughput at L = {q['L']} on {device}, wall clock: {q['float64']:.3g} (f64), "
