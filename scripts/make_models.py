@@ -19,6 +19,11 @@ Usage (from the repository root)::
     python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
     python scripts/make_models.py train square-double-exchange --data data/models --out DIR [--epochs N] [--cutoff R]
 
+    # the same recipe at another exchange coupling (the J sweep of chapter 04); --J needs its own
+    # --data directory, and train needs --out
+    python scripts/make_models.py generate triangular-tetrahedral --J 3 --data data/models-J3
+    python scripts/make_models.py train triangular-tetrahedral --J 3 --data data/models-J3 --out DIR
+
 ``generate`` runs exact-diagonalisation LLG quenches from random spins into baths at several
 temperatures (one HDF5 trajectory per seed) and adds random configurations (uniform random and
 noisy ferromagnetic / antiferromagnetic ones), all under ``<data>/<name>/`` (``data/`` is not
@@ -69,6 +74,24 @@ RECIPES = {
         train_grand=dict(lr=1e-3, lr_final=3e-5, patience=15, epochs=100, mu_window=0.5),
     ),
 }
+
+
+def with_coupling(recipe: dict, J: float) -> dict:
+    """A copy of ``recipe`` whose physics has exchange coupling ``J`` (everything else unchanged)."""
+    if not 0 < J <= 20:
+        raise SystemExit(f"--J must lie in (0, 20] (units of t), got {J}")
+    return recipe | {"physics": recipe["physics"] | {"J": float(J)}}
+
+
+def _check_coupling(paths, physics: dict) -> None:
+    """Refuse data generated at another J than the recipe's (e.g. a --J run pointed at the default data)."""
+    import h5py
+
+    for p in paths:
+        with h5py.File(p, "r") as h5:
+            J = json.loads(h5.attrs["params"]).get("physics", {}).get("J")
+        if J is not None and abs(J - physics["J"]) > 1e-12:
+            raise SystemExit(f"{p} was generated at J = {J}, the recipe asks for J = {physics['J']} (use --J / --data)")
 
 
 def _ensemble(physics: dict) -> dict:
@@ -247,6 +270,7 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     phys = rec["physics"]
     lat = getattr(lattice, phys["kind"])(phys["L"])
     tr, va, te = _split(name, data_dir)
+    _check_coupling(tr + va + te, phys)
     physics = {"lattice": phys["kind"], "L": phys["L"], "t": phys["t"], "J": phys["J"]}
     grand = _is_grand_labels(tr[0])
     if grand:  # μ-input model: grand-canonical labels at several μ, used at the recipe's filling
@@ -317,9 +341,16 @@ def main(argv=None) -> None:
     p.add_argument("--mus", help="label-grand: grid of chemical potentials as lo:hi:K (K values, ends included)")
     p.add_argument("--kT", type=float, default=0.0, help="relabel: electron temperature (default 0)")
     p.add_argument("--to", default="data/models-gc", help="relabel: directory of the relabelled data")
+    p.add_argument("--J", type=float, default=None, help="exchange coupling instead of the recipe's (needs its own --data; train needs --out)")
     p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.J is not None:
+        if args.data == p.get_default("data"):
+            p.error("--J needs its own --data directory (the default holds the recipe's J)")
+        if args.stage == "train" and args.out is None:
+            p.error("train --J needs --out (sdlib/data holds the shipped models)")
+        RECIPES[args.name] = with_coupling(RECIPES[args.name], args.J)
     if args.stage == "generate":
         k, n = (int(v) for v in args.shard.split("/"))
         if not 0 <= k < n:

@@ -4,6 +4,7 @@ Usage (from the repository root, after ``python scripts/make_models.py generate 
 
     python scripts/measure_locality.py square-double-exchange [--data data/models] [--radii 2.3,3.5,4.6] \
         [--json book/runs/03-locality/square-double-exchange.json]
+    python scripts/measure_locality.py triangular-tetrahedral --J 3 --data data/models-J3   # another J
 
 For frames of four quench trajectories (at 1/8, 1/4, 1/2 and the end of each), the spins farther
 than R from four sites are replaced by the same frame of the other three trajectories
@@ -29,7 +30,7 @@ from sdlib.forcefield import cutoff_sensitivity  # noqa: E402
 from sdlib.io import read_trajectory  # noqa: E402
 from sdlib.provenance import provenance, write_json  # noqa: E402
 
-from make_models import RECIPES, build_model, grand_canonical_model  # noqa: E402
+from make_models import RECIPES, build_model, _check_coupling, grand_canonical_model, with_coupling  # noqa: E402
 
 
 def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Tensor]:
@@ -39,6 +40,7 @@ def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Ten
     files = sorted(glob.glob(os.path.join(data_dir, name, "quench_*.h5")))[:4]
     if len(files) < 2:
         raise SystemExit(f"need at least two quench files in {os.path.join(data_dir, name)}; run make_models.py generate")
+    _check_coupling(files, physics)
     traj = [read_trajectory(p)["spins"] for p in files]
     n = min(len(t) for t in traj)
     sq = {"canonical, T_e = 0": [], "grand canonical, T_e = 0": [], "grand canonical, T_e = 0.05": []}
@@ -60,7 +62,12 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default="data/models")
     ap.add_argument("--radii", default="2.0,3.0,4.0,5.0", help="comma-separated distances R")
     ap.add_argument("--json", default=None, help="also write the result to this file")
+    ap.add_argument("--J", type=float, default=None, help="exchange coupling of data made by make_models.py --J")
     args = ap.parse_args(argv)
+    if args.J is not None:
+        if args.data == ap.get_default("data"):
+            ap.error("--J needs the --data directory that make_models.py generate --J wrote")
+        RECIPES[args.name] = with_coupling(RECIPES[args.name], args.J)
     torch.set_num_threads(1)
     radii = [float(r) for r in args.radii.split(",")]
     result = {key: v.tolist() for key, v in measure(args.name, args.data, radii).items()}
