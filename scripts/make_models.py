@@ -18,6 +18,7 @@ Usage (from the repository root)::
     python scripts/make_models.py train triangular-tetrahedral --data data/models-grand-wide --check data/models-ct --out DIR
     python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
     python scripts/make_models.py train square-double-exchange --data data/models --out DIR [--epochs N] [--cutoff R]
+        [--phase-cutoff RP]
 
     # the same recipe at another exchange coupling (the J sweep of chapter 04); --J needs its own
     # --data directory, and train needs --out
@@ -255,7 +256,7 @@ def _is_grand_labels(path: str) -> bool:
 
 
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
-          cutoff: float | None = None, check_dir: str | None = None) -> None:
+          cutoff: float | None = None, check_dir: str | None = None, phase_cutoff: float | None = None) -> None:
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
     from sdlib.provenance import provenance
@@ -267,6 +268,8 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     cfg["epochs"] = epochs or cfg["epochs"]
     if cutoff is not None:
         cfg["cutoff"] = cutoff
+    if phase_cutoff is not None:
+        cfg["phase_cutoff"] = phase_cutoff
     phys = rec["physics"]
     lat = getattr(lattice, phys["kind"])(phys["L"])
     tr, va, te = _split(name, data_dir)
@@ -287,7 +290,7 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
         sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
         physics |= _data_ensemble(tr + va + te, phys)
     torch.manual_seed(cfg["seed"])
-    desc = Descriptor(lat, **({"cutoff": cfg["cutoff"]} if "cutoff" in cfg else {}))
+    desc = Descriptor(lat, **{k: cfg[k] for k in ("cutoff", "phase_cutoff") if k in cfg})
     ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics,
                       mu_input=grand).to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
@@ -334,6 +337,8 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=15.0)
     p.add_argument("--cutoff", type=float, default=None, help="descriptor cutoff (default: the recipe's, else the lattice's)")
+    p.add_argument("--phase-cutoff", type=float, default=None,
+                   help="lean descriptor: relative phases only with copies within this radius (Descriptor phase_cutoff)")
     p.add_argument("--out", default=None, help="directory the trained model is written to (default sdlib/data)")
     p.add_argument("--mu", type=float, help="relabel: chemical potential of the grand-canonical ensemble")
     p.add_argument("--check", default=None, help="train: canonical labels of the same frames, to judge a mu-input model")
@@ -372,7 +377,7 @@ def main(argv=None) -> None:
                 args.kT)
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
-              cutoff=args.cutoff, check_dir=args.check)
+              cutoff=args.cutoff, check_dir=args.check, phase_cutoff=args.phase_cutoff)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ operations applied to whole spin configurations for the invariances; finite diff
 """
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -46,10 +47,12 @@ def tetrahedral(lat, sign=1):
     return sign * corners[(c[:, 0] % 2) + 2 * (c[:, 1] % 2)]
 
 
-@pytest.fixture(scope="module", params=KINDS)
+@pytest.fixture(scope="module", params=[(k, None, None) for k in KINDS] + [("square", 3.0, 1.5), ("triangular", 3.0, 1.0)],
+                ids=lambda p: p[0] if p[1] is None else f"{p[0]}-lean")
 def setup(request):
-    lat = make(request.param, 7)
-    return lat, Descriptor(lat)
+    kind, cutoff, phase_cutoff = request.param
+    lat = make(kind, 7)
+    return lat, Descriptor(lat, cutoff=cutoff, phase_cutoff=phase_cutoff)
 
 
 # ---------------------------------------------------------------------------- group theory
@@ -247,7 +250,38 @@ def test_spec_roundtrip_other_size():
         Descriptor.from_spec(spec, lattice.square(8))
 
 
+@pytest.mark.parametrize("kind, cutoff, phase_cutoff", [("square", 3.5, 1.5), ("triangular", 3.0, 2.0)])
+def test_lean_descriptor_is_a_subset_of_the_full_one(kind, cutoff, phase_cutoff):
+    """``phase_cutoff`` drops relative phases of outer copies only: every lean feature is the full
+    descriptor's feature of the same name, all power spectra and linear invariants stay, fewer features."""
+    lat = make(kind, 8)
+    full, lean = Descriptor(lat, cutoff=cutoff), Descriptor(lat, cutoff=cutoff, phase_cutoff=phase_cutoff)
+    assert lean.n_features < full.n_features
+    cols = [full.feature_names.index(n) for n in lean.feature_names]
+    S = random_spins(lat.n_sites, seed=8, batch=2)
+    assert (lean(S) - full(S)[..., cols]).abs().max() < TOL_EXACT
+    copies = lambda name: [int(x) for x in re.findall(r"\[(\d+)\]", name)]  # noqa: E731
+    diagonal = {n for n in full.feature_names if len(set(copies(n))) == 1}  # linear and power spectrum
+    assert diagonal <= set(lean.feature_names)
+    radii = lean.neighborhood.orbit_radii()
+    for n in set(lean.feature_names) - diagonal:  # a kept relative phase involves an inner copy
+        r, s_ = copies(n)
+        assert min(radii[lean.copies[r].orbit], radii[lean.copies[s_].orbit]) <= phase_cutoff + 1e-9
+    spec = json.loads(json.dumps(lean.spec()))
+    other = Descriptor.from_spec(spec, make(kind, 9))
+    assert other.phase_cutoff == phase_cutoff and other.n_features == lean.n_features
+
+
+def test_orbit_radii_match_the_sites():
+    nb = Neighborhood(lattice.square(10), cutoff=2.3)
+    radii = nb.orbit_radii()
+    assert len(radii) == len(nb.orbits) and radii.min() == pytest.approx(1.0) and radii.max() == pytest.approx(math.sqrt(5))
+
+
 def test_bad_input():
+    for bad in (0.5, 2.3, 3.0, "x"):
+        with pytest.raises(ValueError, match="phase_cutoff must be None or a number in"):
+            Descriptor(lattice.square(8), cutoff=2.3, phase_cutoff=bad)
     with pytest.raises(ValueError, match="cutoff"):
         Descriptor(lattice.square(4))  # L must exceed 2·cutoff
     with pytest.raises(ValueError, match="cutoff"):

@@ -83,7 +83,8 @@ def symmetry_adapted_basis(nbhd: Neighborhood, group: PointGroup) -> list[Copy]:
     return copies
 
 
-def invariant_pairs(copies: list[Copy], time_reversal: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
+def invariant_pairs(copies: list[Copy], time_reversal: bool = True,
+                    inner=None) -> tuple[list[int], list[tuple[int, int]]]:
     """Which invariants to form: ``(linear, pairs)``.
 
     ``linear``: indices of copies of the trivial irrep A1 used as they are (first-order invariants).
@@ -93,6 +94,12 @@ def invariant_pairs(copies: list[Copy], time_reversal: bool = True) -> tuple[lis
     under S → −S): A1 copies of the bonds enter linearly; Gram entries pair bond copies with bond
     copies and chirality copies with chirality copies; products of A1 bond coefficients are left to
     the network. With ``False`` the odd ones are added (A1 chirality copies, bond × chirality pairs).
+
+    ``inner`` (optional, one bool per copy): keep a relative phase ``f_r · f_s`` (r ≠ s) only when
+    copy r or copy s is inner; power spectra ``|f_r|²`` are kept for every copy. The number of
+    features then grows linearly with the outer copies instead of quadratically: every outer
+    copy keeps its orientation relative to the inner ones (the "reference coefficients" of the
+    phase invariants), not to every other outer copy.
     """
     linear, pairs = [], []
     for r, c in enumerate(copies):
@@ -104,6 +111,8 @@ def invariant_pairs(copies: list[Copy], time_reversal: bool = True) -> tuple[lis
             if cs.irrep != cr.irrep or (cr.irrep == "A1" and cr.parity > 0 and cs.parity > 0):
                 continue
             if time_reversal and cr.parity != cs.parity:
+                continue
+            if inner is not None and r != s and not (inner[r] or inner[s]):
                 continue
             pairs.append((r, s))
     return linear, pairs

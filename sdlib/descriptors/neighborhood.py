@@ -128,6 +128,13 @@ class Neighborhood:
                 orbits.append(orb)
         return orbits
 
+    def orbit_radii(self) -> np.ndarray:
+        """``[n_orbits]``: the largest distance from the centre of a site of the orbit's variables
+        (the same for every variable of an orbit: the point group fixes the centre)."""
+        nb = len(self.bonds)
+        sites = lambda a: self.bonds[a] if a < nb else self.triangles[a - nb]  # noqa: E731
+        return np.array([np.linalg.norm(self.positions[sites(orb[0])], axis=1).max() for orb in self.orbits])
+
     def orbit_labels(self) -> list[str]:
         """Human-readable label per orbit, e.g. ``'bond |r|=1.00 (centre)'`` or ``'chirality d=1.15'``."""
         labels, nb = [], len(self.bonds)
