@@ -1,5 +1,6 @@
 """Chapter 04 under papermill: bad parameters are refused; a tiny run writes consistent results."""
 import json
+from pathlib import Path
 
 import numpy as np
 import papermill as pm
@@ -66,14 +67,28 @@ def test_chapter04_runs_a_model_given_by_path(tmp_path):
     ff.physics = ff.physics | {"J": 2.5}
     ff.save(tmp_path / "other")
     out = tmp_path / "prod"
-    run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "other"))
+    res = run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "other"))
     summary = json.loads((out / "summary.json").read_text())
     validation = json.loads((out / "validation.json").read_text())
     p = summary["params"]
-    assert p["J"] == 2.5 and p["model_path"] == str(tmp_path / "other")
+    assert p["J"] == 2.5 and p["model_path"] == str(tmp_path / "other") and res["J"] == 2.5
     assert p["model_sha256"] == ff.weights_sha256
     g = torch.Generator().manual_seed(1000)  # the chapter's validation seed, seed + 1000
     s0 = torch.randn(2, 64, 3, generator=g, dtype=torch.float64)
     s0 = s0 / s0.norm(dim=-1, keepdim=True)
     ed = ExactSolver(SDModel(lattice.triangular(8), J=2.5, filling=p["filling"]))
     assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
+
+
+def test_chapter04_finds_a_committed_model_relative_to_the_repository(tmp_path):
+    """The J sweep's networks are committed beside it; ``model_path`` relative to the repository
+    finds them from any working directory, and the run takes J from the model."""
+    from sdlib import MLForceField
+
+    rel = "book/runs/04-triangular-coarsening/sweep_J/J3/model/triangular-tetrahedral"
+    ff = MLForceField.load(Path(__file__).resolve().parents[1] / rel)
+    out = tmp_path / "prod"
+    res = run(tmp_path, **TINY, out_dir=str(out), model_path=rel)
+    p = json.loads((out / "summary.json").read_text())["params"]
+    assert p["J"] == ff.physics["J"] == 3.0 and res["J"] == 3.0
+    assert p["model_sha256"] == ff.weights_sha256
