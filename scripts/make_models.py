@@ -84,13 +84,18 @@ def with_coupling(recipe: dict, J: float) -> dict:
     return recipe | {"physics": recipe["physics"] | {"J": float(J)}}
 
 
-def _check_coupling(paths, physics: dict) -> None:
-    """Refuse data generated at another J than the recipe's (e.g. a --J run pointed at the default data)."""
+def _file_params(path: str) -> dict:
+    """The ``params`` record a data file was written with (generation recipe, relabelling ensemble)."""
     import h5py
 
+    with h5py.File(path, "r") as h5:
+        return json.loads(h5.attrs["params"])
+
+
+def _check_coupling(paths, physics: dict) -> None:
+    """Refuse data generated at another J than the recipe's (e.g. a --J run pointed at the default data)."""
     for p in paths:
-        with h5py.File(p, "r") as h5:
-            J = json.loads(h5.attrs["params"]).get("physics", {}).get("J")
+        J = _file_params(p).get("physics", {}).get("J")
         if J is not None and abs(J - physics["J"]) > 1e-12:
             raise SystemExit(f"{p} was generated at J = {J}, the recipe asks for J = {physics['J']} (use --J / --data)")
 
@@ -237,12 +242,7 @@ def _split(name: str, data_dir: str):
 def _data_ensemble(paths, physics: dict) -> dict:
     """The electrons the data were labelled with: ``{"mu" or "filling", "kT"}`` of the recipe, or
     the ensemble ``relabel`` recorded in the files (which must all agree)."""
-    import h5py
-
-    found = set()
-    for p in paths:
-        with h5py.File(p, "r") as h5:
-            found.add(json.dumps(json.loads(h5.attrs["params"]).get("ensemble"), sort_keys=True))
+    found = {json.dumps(_file_params(p).get("ensemble"), sort_keys=True) for p in paths}
     if len(found) != 1:
         raise SystemExit(f"the data files mix electron ensembles: {sorted(found)}")
     return json.loads(found.pop()) or _ensemble(physics) | {"kT": physics["kT"]}
