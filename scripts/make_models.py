@@ -84,6 +84,18 @@ def with_coupling(recipe: dict, J: float) -> dict:
     return recipe | {"physics": recipe["physics"] | {"J": float(J)}}
 
 
+def apply_coupling(parser, args, needs_out: bool = False) -> None:
+    """``--J``: replace ``RECIPES[args.name]`` by its copy at ``args.J``. Data of another J need their
+    own ``--data`` directory and, where a model is written, their own ``--out`` (parser errors)."""
+    if args.J is None:
+        return
+    if args.data == parser.get_default("data"):
+        parser.error("--J needs its own --data directory (the default holds the recipe's J)")
+    if needs_out and args.out is None:
+        parser.error("train --J needs --out (sdlib/data holds the shipped models)")
+    RECIPES[args.name] = with_coupling(RECIPES[args.name], args.J)
+
+
 def _file_params(path: str) -> dict:
     """The ``params`` record a data file was written with (generation recipe, relabelling ensemble)."""
     import h5py
@@ -256,7 +268,8 @@ def _is_grand_labels(path: str) -> bool:
 
 
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
-          cutoff: float | None = None, check_dir: str | None = None, phase_cutoff: float | None = None) -> None:
+          cutoff: float | None = None, check_dir: str | None = None, phase_cutoff: float | None = None,
+          init_from: str | None = None, lr: float | None = None, lr_final: float | None = None) -> None:
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
     from sdlib.provenance import provenance
@@ -289,15 +302,19 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
         stride = lambda paths: [cfg["quench_stride"] if "quench" in os.path.basename(p) else 1 for p in paths]  # noqa: E731
         sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
         physics |= _data_ensemble(tr + va + te, phys)
+    cfg |= {k: v for k, v in (("lr", lr), ("lr_final", lr_final)) if v is not None}
     torch.manual_seed(cfg["seed"])
     desc = Descriptor(lat, **{k: cfg[k] for k in ("cutoff", "phase_cutoff") if k in cfg})
-    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics,
-                      mu_input=grand).to(torch.float32)
+    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics, mu_input=grand)
+    if init_from is not None:  # start as a trained model whose features are among these (sdlib.warmstart)
+        cfg |= _warm_start(ff, init_from, sets[0], physics) | {"energy_start": 0, "energy_ramp": 1}
+    ff = ff.to(torch.float32)
     ckpt = os.path.join(data_dir, name, "train.ckpt")
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
                energy_start=cfg["energy_start"], energy_ramp=cfg["energy_ramp"],
-               patience=cfg["patience"], checkpoint=ckpt, seed=cfg["seed"], max_minutes=max_minutes)
+               patience=cfg["patience"], checkpoint=ckpt, seed=cfg["seed"], max_minutes=max_minutes,
+               normalize=init_from is None, keep_initial=init_from is not None)
     ff = ff.to(torch.float64)
     errors = {split: evaluate(ff, ds) for split, ds in zip(("train", "val", "test"), sets)}
     # the accuracy that matters for dynamics: quench trajectories the network never saw
@@ -328,6 +345,24 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
     os.remove(ckpt)
 
 
+def _warm_start(ff, path: str, train_set, physics: dict) -> dict:
+    """Fit ``ff``'s normalisation on ``train_set``, then set it to compute what the model at ``path``
+    computes; refuses a model of other physics. Returns the provenance entry of the start."""
+    from sdlib.nn import MLForceField
+    from sdlib.training import fit_normalization
+    from sdlib.warmstart import warm_start
+
+    old = MLForceField.load(path, lattice=getattr(lattice, physics["lattice"])(physics["L"]))
+    for key in ("t", "J", "filling"):
+        if old.physics.get(key) != physics.get(key):
+            raise SystemExit(f"--init-from {path}: trained for {key} = {old.physics.get(key)}, this run has "
+                             f"{physics.get(key)}")
+    fit_normalization(ff, train_set)
+    warm_start(ff, old)
+    return {"init_from": {"file": os.path.basename(path), "weights_sha256": old.weights_sha256,
+                          "cutoff": old.descriptor.cutoff, "n_features": old.descriptor.n_features}}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["generate", "train", "relabel", "label-grand"])
@@ -339,6 +374,10 @@ def main(argv=None) -> None:
     p.add_argument("--cutoff", type=float, default=None, help="descriptor cutoff (default: the recipe's, else the lattice's)")
     p.add_argument("--phase-cutoff", type=float, default=None,
                    help="lean descriptor: relative phases only with copies within this radius (Descriptor phase_cutoff)")
+    p.add_argument("--init-from", default=None,
+                   help="train: start as this saved model (its features must be among the new descriptor's; sdlib.warmstart)")
+    p.add_argument("--lr", type=float, default=None, help="train: first learning rate (default: the recipe's)")
+    p.add_argument("--lr-final", type=float, default=None, help="train: last learning rate (default: the recipe's)")
     p.add_argument("--out", default=None, help="directory the trained model is written to (default sdlib/data)")
     p.add_argument("--mu", type=float, help="relabel: chemical potential of the grand-canonical ensemble")
     p.add_argument("--check", default=None, help="train: canonical labels of the same frames, to judge a mu-input model")
@@ -350,12 +389,7 @@ def main(argv=None) -> None:
     p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.J is not None:
-        if args.data == p.get_default("data"):
-            p.error("--J needs its own --data directory (the default holds the recipe's J)")
-        if args.stage == "train" and args.out is None:
-            p.error("train --J needs --out (sdlib/data holds the shipped models)")
-        RECIPES[args.name] = with_coupling(RECIPES[args.name], args.J)
+    apply_coupling(p, args, needs_out=args.stage == "train")
     if args.stage == "generate":
         k, n = (int(v) for v in args.shard.split("/"))
         if not 0 <= k < n:
@@ -377,7 +411,8 @@ def main(argv=None) -> None:
                 args.kT)
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
-              cutoff=args.cutoff, check_dir=args.check, phase_cutoff=args.phase_cutoff)
+              cutoff=args.cutoff, check_dir=args.check, phase_cutoff=args.phase_cutoff, init_from=args.init_from,
+              lr=args.lr, lr_final=args.lr_final)
 
 
 if __name__ == "__main__":

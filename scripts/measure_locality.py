@@ -30,7 +30,7 @@ from sdlib.forcefield import cutoff_sensitivity  # noqa: E402
 from sdlib.io import read_trajectory  # noqa: E402
 from sdlib.provenance import provenance, write_json  # noqa: E402
 
-from make_models import RECIPES, build_model, _check_coupling, grand_canonical_model, with_coupling  # noqa: E402
+from make_models import RECIPES, apply_coupling, build_model, _check_coupling, grand_canonical_model  # noqa: E402
 
 
 def measure(name: str, data_dir: str, radii: list[float]) -> dict[str, torch.Tensor]:
@@ -64,10 +64,7 @@ def main(argv=None) -> None:
     ap.add_argument("--json", default=None, help="also write the result to this file")
     ap.add_argument("--J", type=float, default=None, help="exchange coupling of data made by make_models.py --J")
     args = ap.parse_args(argv)
-    if args.J is not None:
-        if args.data == ap.get_default("data"):
-            ap.error("--J needs the --data directory that make_models.py generate --J wrote")
-        RECIPES[args.name] = with_coupling(RECIPES[args.name], args.J)
+    apply_coupling(ap, args)
     torch.set_num_threads(1)
     radii = [float(r) for r in args.radii.split(",")]
     result = {key: v.tolist() for key, v in measure(args.name, args.data, radii).items()}

@@ -250,13 +250,15 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
           lr: float = 3e-3, lr_final: float = 1e-4, target: str = "torque", energy_weight_final: float = 0.1,
           energy_start: int | None = None, energy_ramp: int | None = None, patience: int = 20,
           checkpoint=None, seed: int = 0, progress: bool = True, max_minutes: float | None = None,
-          normalize: bool = True) -> dict:
+          normalize: bool = True, keep_initial: bool = False) -> dict:
     """Fit ``ff`` (an ``MLForceField``) in place; return the history dict.
 
     History: ``epoch``, ``train_loss``, ``train_field``, ``val_field``, ``val_energy``, ``lr``,
     ``energy_weight`` (lists, one entry per epoch), ``best_epoch``, ``best_val``, ``stopped``
     ("epochs", "early", or "time"), ``wall_s``. The best-validation weights are restored at the end.
-    ``energy_start``/``energy_ramp`` default to epochs/3 and epochs/3.
+    ``energy_start``/``energy_ramp`` default to epochs/3 and epochs/3. ``keep_initial=True`` (a warm
+    start, :mod:`sdlib.warmstart`, with ``normalize=False``) counts the starting weights as epoch -1
+    of the best-validation choice, so the result is never worse on validation than the start.
     """
     _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes)
     energy_start = epochs // 3 if energy_start is None else energy_start
@@ -272,6 +274,8 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
                "seed": seed, "n_train": len(train_set), "n_val": len(val_set)}
     if checkpoint is not None and os.path.exists(checkpoint):
         hist, state = _resume(checkpoint, ff, opt, run_cfg)
+    elif keep_initial:
+        state["best_val"] = _val_loss(ff, val_set, 2 * batch_size, target)[0]
     t0, stopped = time.time() - state["wall"], "epochs"
     bar = tqdm(range(state["start"], epochs), disable=not progress, desc="training")
     for epoch in bar:

@@ -53,3 +53,17 @@ def test_data_of_another_J_refused(mm, tmp_path):
     mm._check_coupling([str(path)], phys)  # same J: accepted
     with pytest.raises(SystemExit, match="generated at J = 2.0"):
         mm._check_coupling([str(path)], mm.with_coupling(mm.RECIPES["triangular-tetrahedral"], 3.0)["physics"])
+
+
+def test_init_from_model_of_other_physics_refused(mm, tmp_path):
+    from sdlib import lattice
+    from sdlib.descriptors import Descriptor
+    from sdlib.nn import MLForceField
+
+    lat = lattice.square(8)
+    physics = {"lattice": "square", "L": 8, "t": 1.0, "J": 6.0, "filling": 0.485, "kT": 0.0}
+    old = MLForceField(Descriptor(lat, cutoff=2.3), hidden=(8, 8), physics=physics | {"J": 3.0})
+    old.save(tmp_path / "old")
+    new = MLForceField(Descriptor(lat, cutoff=3.5, phase_cutoff=2.3), hidden=(8, 8), physics=physics)
+    with pytest.raises(SystemExit, match="trained for J = 3.0, this run has 6.0"):
+        mm._warm_start(new, str(tmp_path / "old"), None, physics)
