@@ -62,6 +62,8 @@ RECIPES = {
         quench=dict(dt=0.05, alpha=0.5, n_steps=800, every=10, seeds=[101, 102, 103, 104, 105, 106, 107, 108, 109, 110],
                     bath_kT=[0.0, 0.005, 0.01, 0.02, 0.0, 0.05, 0.01, 0.02, 0.05, 0.005]),
         random=dict(files=[(201, 24), (202, 24)], uniform=[(203 + k, 30) for k in range(4)]),
+        # generate --extra: more quenches, training only (extra_quench_s*.h5; the held-out split stays as it was)
+        extra_quench=dict(seeds=list(range(111, 119)), bath_kT=[0.0, 0.005, 0.01, 0.02, 0.05, 0.0, 0.01, 0.02]),
         # a μ-input model (labels of label-grand) trains near each frame's own μ*, more gently
         train_grand=dict(lr=2e-3, lr_final=1e-4, patience=15, epochs=100, mu_window=0.8),
     ),
@@ -158,8 +160,10 @@ def random_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
     return s / s.norm(dim=-1, keepdim=True)
 
 
-def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
-    """Write every missing file of the recipe; with ``shard=(k, n)`` only the jobs j with j % n == k."""
+def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1), extra: bool = False) -> None:
+    """Write every missing file of the recipe; with ``shard=(k, n)`` only the jobs j with j % n == k.
+    ``extra=True``: only the recipe's ``extra_quench`` trajectories (``extra_quench_s<seed>.h5``,
+    which ``_split`` gives to the training set)."""
     from sdlib.io import TrajectoryWriter, generate_quench_data
 
     rec = RECIPES[name]
@@ -168,16 +172,22 @@ def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1)) -> None:
     model = build_model(rec["physics"])
     ed = ExactSolver(model)
     N = model.n_sites
-    q = rec["quench"]
+    q, prefix = rec["quench"], "quench"
+    if extra:
+        if "extra_quench" not in rec:
+            raise SystemExit(f"the recipe of {name} has no extra_quench trajectories")
+        q, prefix = rec["quench"] | rec["extra_quench"], "extra_quench"
     mine = lambda j: j % shard[1] == shard[0]  # noqa: E731
     for j, (seed, kT) in enumerate(zip(q["seeds"], q["bath_kT"])):
-        path = os.path.join(out_dir, f"quench_s{seed}.h5")
+        path = os.path.join(out_dir, f"{prefix}_s{seed}.h5")
         if os.path.exists(path) or not mine(j):
             continue
         t0 = time.time()
         generate_quench_data(ed, N, path, n_steps=q["n_steps"], every=q["every"], dt=q["dt"], alpha=q["alpha"],
                              kT=kT, seed=seed, params={"physics": rec["physics"], "kind": "quench"})
         print(f"{path}: {time.time() - t0:.0f} s", flush=True)
+    if extra:
+        return
     jobs = [("random", seed, n, random_configurations) for seed, n in rec["random"]["files"]]
     jobs += [("uniform", seed, n, uniform_configurations) for seed, n in rec["random"].get("uniform", [])]
     for j, (kind, seed, n, make) in enumerate(jobs, start=len(q["seeds"])):
@@ -386,6 +396,7 @@ def main(argv=None) -> None:
     p.add_argument("--kT", type=float, default=0.0, help="relabel: electron temperature (default 0)")
     p.add_argument("--to", default="data/models-gc", help="relabel: directory of the relabelled data")
     p.add_argument("--J", type=float, default=None, help="exchange coupling instead of the recipe's (needs its own --data; train needs --out)")
+    p.add_argument("--extra", action="store_true", help="generate: the recipe's extra quenches (training only)")
     p.add_argument("--shard", default="0/1", help="generate only the jobs j with j %% n == k, as k/n (parallel runs)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -394,7 +405,7 @@ def main(argv=None) -> None:
         k, n = (int(v) for v in args.shard.split("/"))
         if not 0 <= k < n:
             p.error(f"--shard must be k/n with 0 <= k < n, got {args.shard!r}")
-        generate(args.name, args.data, (k, n))
+        generate(args.name, args.data, (k, n), extra=args.extra)
     elif args.stage == "label-grand":
         try:
             lo, hi, k = args.mus.split(":")

@@ -67,3 +67,21 @@ def test_init_from_model_of_other_physics_refused(mm, tmp_path):
     new = MLForceField(Descriptor(lat, cutoff=3.5, phase_cutoff=2.3), hidden=(8, 8), physics=physics)
     with pytest.raises(SystemExit, match="trained for J = 3.0, this run has 6.0"):
         mm._warm_start(new, str(tmp_path / "old"), None, physics)
+
+
+def test_extra_quenches_train_only_and_leave_the_split(mm, tmp_path):
+    """Extra quench trajectories (generate --extra) go to the training set; the validation and test
+    quenches (the held-out set of the shipped models) stay exactly as without them."""
+    name = "square-double-exchange"
+    d = tmp_path / name
+    d.mkdir()
+    for seed in mm.RECIPES[name]["quench"]["seeds"]:
+        (d / f"quench_s{seed}.h5").touch()
+    before = mm._split(name, str(tmp_path))
+    for seed in mm.RECIPES[name]["extra_quench"]["seeds"]:
+        (d / f"extra_quench_s{seed}.h5").touch()
+    tr, va, te = mm._split(name, str(tmp_path))
+    assert (va, te) == before[1:]
+    assert sorted(tr) == sorted(before[0] + [str(p) for p in d.glob("extra_quench_*.h5")])
+    with pytest.raises(SystemExit, match="no extra_quench"):
+        mm.generate("triangular-tetrahedral", str(tmp_path), extra=True)
