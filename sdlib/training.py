@@ -36,6 +36,7 @@ __all__ = ["FieldDataset", "GrandDataset", "batch_losses", "split_by_trajectory"
 
 CKPT_FORMAT = "sdlib.training.checkpoint/1"
 TARGETS = ("torque", "field")
+GRID_ATOL = 1e-6  # μ grids of label files that agree to this (float32 round-off) are one grid
 
 
 class FieldDataset:
@@ -82,7 +83,7 @@ class GrandDataset:
 
     Attributes ``spins`` ``[M, N, 3]``, ``mu`` ``[K]``, ``energy`` (Ω) ``[M, K]``, ``fields``
     ``[M, K, N, 3]``, ``number`` ``[M, K]``, ``source`` ``[M]``, ``paths``, ``n_sites``. All files must
-    share the same μ grid. :meth:`batch` pairs each configuration with one μ_k.
+    share the same μ grid (to ``GRID_ATOL``). :meth:`batch` pairs each configuration with one μ_k.
 
     With ``n_electrons`` and ``window`` given, each configuration is paired only with the μ_k within
     ``window`` of its own μ* (where its labelled N(μ) crosses N_e, interpolated linearly on the
@@ -95,10 +96,14 @@ class GrandDataset:
         if not paths:
             raise ValueError("paths must name at least one label file")
         parts = [read_grand_labels(p) for p in paths]
-        grids = {tuple(d["mu"].tolist()) for d in parts}
+        ref = parts[0]["mu"].double()
+        # one grid to float32 precision (files written with a float32 grid agree with a float64 one)
+        same = all(d["mu"].shape == ref.shape and torch.allclose(d["mu"].double(), ref, rtol=0, atol=GRID_ATOL)
+                   for d in parts)
         sizes = {d["spins"].shape[1] for d in parts}
-        if len(grids) != 1 or len(sizes) != 1:
-            raise ValueError(f"all label files must share one mu grid and one lattice, got grids {sorted(grids)}, "
+        if not same or len(sizes) != 1:
+            grids = sorted({tuple(round(x, 6) for x in d["mu"].tolist()) for d in parts})
+            raise ValueError(f"all label files must share one mu grid and one lattice, got grids {grids}, "
                              f"sites {sorted(sizes)}")
         self.paths, self.n_sites, self.mu = paths, sizes.pop(), parts[0]["mu"].double()
         for key in ("spins", "energy", "fields", "number"):

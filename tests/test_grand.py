@@ -218,6 +218,10 @@ def test_label_files_and_dataset(label_files, mu_grid, tmp_path):
     other = write_grand_labels(tmp_path / "other.h5", {k: v for k, v in d.items() if k != "params"} | {"mu": d["mu"] + 0.1})
     with pytest.raises(ValueError, match="one mu grid"):
         GrandDataset([label_files[0], other])
+    # the same grid rounded to float32 (as older label files hold it) is the same grid
+    f32 = write_grand_labels(tmp_path / "f32.h5", {k: v for k, v in d.items() if k != "params"}
+                             | {"mu": (d["mu"] + 1e-7).float().double()})
+    assert torch.equal(GrandDataset([label_files[0], f32]).mu, ds.mu)
 
 
 def test_dataset_window_pairs_each_configuration_with_mu_near_its_own_mu_star(label_files, mu_grid):
