@@ -19,6 +19,11 @@ Usage (from the repository root)::
     python scripts/make_models.py relabel square-double-exchange --mu -4.4 --kT 0.05 --to data/models-gc
     python scripts/make_models.py train square-double-exchange --data data/models --out DIR [--epochs N] [--cutoff R]
         [--phase-cutoff RP]
+    # more training quenches, then a warm start from the shipped model (sdlib.warmstart): held-out 0.121 -> 0.111
+    python scripts/make_models.py generate square-double-exchange --extra
+    python scripts/make_models.py label-grand square-double-exchange --mus=-6.4:-2.0:12 --kT 0.05 --to data/models-grand-wide
+    python scripts/make_models.py train square-double-exchange --data data/models-grand-wide --check data/models-ct \
+        --init-from sdlib/data/square-double-exchange --lr 1e-4 --lr-final 1e-5 --max-minutes 24 --out DIR
 
     # the same recipe at another exchange coupling (the J sweep of chapter 04); --J needs its own
     # --data directory, and train needs --out
