@@ -105,7 +105,7 @@ class GrandDataset:
             grids = sorted({tuple(round(x, 6) for x in d["mu"].tolist()) for d in parts})
             raise ValueError(f"all label files must share one mu grid and one lattice, got grids {grids}, "
                              f"sites {sorted(sizes)}")
-        self.paths, self.n_sites, self.mu = paths, sizes.pop(), parts[0]["mu"].double()
+        self.paths, self.n_sites, self.mu = paths, sizes.pop(), ref
         for key in ("spins", "energy", "fields", "number"):
             setattr(self, key, torch.cat([d[key] for d in parts]).double())
         self.source = torch.cat([torch.full((d["spins"].shape[0],), k) for k, d in enumerate(parts)])
