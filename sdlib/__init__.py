@@ -9,13 +9,13 @@ from importlib import import_module
 from . import lattice
 from .electrons.ed import ExactSolver
 from .forcefield import FiniteDifferenceFields, ForceField, ForceFieldOutput
-from .model import SDModel
+from .model import SDModel, random_spins
 
 __version__ = "0.1.0"
 
 __all__ = [
     "lattice", "SDModel", "ExactSolver", "KPMSolver", "MLForceField", "LLG",
-    "ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "__version__",
+    "random_spins", "ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "__version__",
 ]
 
 # Heavier parts are imported on first use, so `import sdlib` stays light.

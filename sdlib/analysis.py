@@ -136,17 +136,8 @@ def domain_length(Sq: torch.Tensor, lattice: Lattice) -> torch.Tensor:
 
 
 def _r_norms(lattice: Lattice) -> torch.Tensor:
-    """``[L, L]`` minimum-image |R| of the lattice vectors R = x a1 + y a2, indexed [y, x]."""
-    L = lattice.L
-    c = torch.arange(L)
-    y, x = torch.meshgrid(c, c, indexing="ij")
-    best = torch.full((L, L), float("inf"), dtype=torch.float64)
-    A = torch.from_numpy(lattice.basis)
-    for sx in (-L, 0, L):
-        for sy in (-L, 0, L):
-            r = torch.stack([x + sx, y + sy], -1).double() @ A
-            best = torch.minimum(best, r.norm(dim=-1))
-    return best
+    """``[L, L]`` minimum-image |R| of the lattice vectors (``Lattice.image_norms``)."""
+    return lattice.image_norms
 
 
 def correlation_function(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,6 +101,32 @@ class Lattice:
 
     translation = shifted  # a translation as a site permutation
 
+    @cached_property
+    def image_norms(self) -> torch.Tensor:
+        """``[L, L]`` minimum-image length |R| of the lattice vector R = x·a1 + y·a2, indexed ``[y, x]``.
+
+        The shortest of R + m·L·a1 + n·L·a2 over m, n ∈ {-1, 0, 1} (enough on a rhombic torus whose
+        basis is reduced, as both of ours are). float64, on the CPU; ``.to(device)`` as needed.
+        """
+        c = torch.arange(self.L)
+        y, x = torch.meshgrid(c, c, indexing="ij")
+        A = torch.from_numpy(self.basis)
+        best = torch.full((self.L, self.L), float("inf"), dtype=torch.float64)
+        for sx in (-self.L, 0, self.L):
+            for sy in (-self.L, 0, self.L):
+                best = torch.minimum(best, (torch.stack([x + sx, y + sy], -1).double() @ A).norm(dim=-1))
+        return best
+
+    def distances(self, sites=None) -> torch.Tensor:
+        """Minimum-image distances ``[len(sites), N]`` from each of ``sites`` (default: all) to every site."""
+        sites = torch.arange(self.n_sites) if sites is None else torch.as_tensor(sites, dtype=torch.long).reshape(-1)
+        if sites.numel() and (sites.min() < 0 or sites.max() >= self.n_sites):
+            raise ValueError(f"sites must be indices in [0, {self.n_sites}), got {sites.tolist()}")
+        c = self.coords
+        dx = (c[None, :, 0] - c[sites, None, 0]) % self.L
+        dy = (c[None, :, 1] - c[sites, None, 1]) % self.L
+        return self.image_norms[dy, dx]
+
     # ---------------------------------------------------------------- bonds
     @property
     def nn_vectors(self) -> list[tuple[int, int]]:

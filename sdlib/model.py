@@ -19,7 +19,7 @@ import torch
 
 from .lattice import Lattice
 
-__all__ = ["SDModel", "check_spins"]
+__all__ = ["SDModel", "check_spins", "random_spins"]
 
 
 def _check_number(name: str, value, *, lo=None, lo_open=False, hi=None, hi_open=False) -> float:
@@ -62,6 +62,26 @@ def check_spins(spins, n_sites: int, *, check_norm: bool = True, atol: float = 1
                 "Normalise them, e.g. spins / spins.norm(dim=-1, keepdim=True)"
             )
     return spins
+
+
+def random_spins(n_sites: int, batch=(), *, seed: int | None = None, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """Unit spins drawn uniformly on the sphere, ``[*batch, n_sites, 3]`` (normalised Gaussians).
+
+    ``seed`` makes a fresh CPU generator; ``generator`` continues a given one (give at most one).
+    The numbers are drawn on the CPU in float64 and then moved to ``device`` / ``dtype``, so the
+    same seed gives the same spins on every device.
+    """
+    if not (isinstance(n_sites, int) and n_sites >= 1):
+        raise ValueError(f"n_sites must be an integer >= 1, got {n_sites!r}")
+    batch = (batch,) if isinstance(batch, int) else tuple(batch)
+    if not all(isinstance(b, int) and b >= 1 for b in batch):
+        raise ValueError(f"batch must be an integer >= 1 or a tuple of them, got {batch!r}")
+    if seed is not None and generator is not None:
+        raise ValueError("give seed or generator, not both")
+    g = generator if generator is not None else (torch.Generator().manual_seed(seed) if seed is not None else None)
+    s = torch.randn(*batch, n_sites, 3, generator=g, dtype=torch.float64)
+    return (s / s.norm(dim=-1, keepdim=True)).to(device=device, dtype=dtype)
 
 
 class SDModel:
