@@ -22,10 +22,15 @@ class ForceFieldOutput:
 
     energy : ``[]`` or ``[B]`` — Ω at fixed μ, E (or free energy at kT > 0) at fixed filling.
     fields : ``[N, 3]`` or ``[B, N, 3]`` — local exchange fields H_i = -∂E/∂S_i.
+    number : ``[]`` or ``[B]`` — electron number N = -∂Ω/∂μ, where the solver knows it (else None).
+    mu : ``[]`` or ``[B]`` (float64) — the chemical potential of the result (given, or μ* solved
+        at fixed filling; ``sdlib.ensemble``), where the solver knows it (else None).
     """
 
     energy: torch.Tensor
     fields: torch.Tensor
+    number: torch.Tensor | None = None
+    mu: torch.Tensor | None = None
 
 
 @runtime_checkable

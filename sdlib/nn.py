@@ -11,8 +11,8 @@ Reference: Behler, Parrinello, PRL 98, 146401 (2007); Zhang, Zhang, Chern, arXiv
 A model built with ``mu_input=True`` takes the chemical potential as one more input of the site
 energy, ε_i = ε(G_i, μ), and learns the grand potential Ω(S, μ) = Σ_i ε_i at electron temperature
 kT > 0 (labels from :meth:`sdlib.ExactSolver.grand_labels`). Its electron number is
-N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (regula falsi inside the trained
-range ``physics["mu_range"]``) and returns the free energy F = Ω(μ*) + μ* N_e with fields
+N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (``ensemble.FixedFilling``, the library's one
+root finder, inside the trained range ``physics["mu_range"]``) and returns the free energy F = Ω(μ*) + μ* N_e with fields
 -∂Ω/∂S at μ*, which equal -dF/dS because ∂Ω/∂μ = -N_e at μ* (the same Legendre identity as for
 ``ExactSolver`` at kT > 0). The site energies stay local while the electron number is conserved
 globally, as in the reference.
@@ -27,12 +27,12 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .ensemble import FixedFilling, find_mu
 from .forcefield import ForceFieldOutput
 from .io import atomic_write
 from .lattice import Lattice
@@ -147,15 +147,7 @@ class SiteEnergyNet(nn.Module):
         return self.energy_scale * self.mlp(x).squeeze(-1) + self.energy_shift
 
 
-@dataclass
-class GrandOutput:
-    """Grand-canonical result of a μ-input model: Ω ``[]``/``[B]``, fields -∂Ω/∂S, N = -∂Ω/∂μ and the
-    chemical potential μ (``[]``/``[B]``, float64) they were evaluated at."""
-
-    energy: torch.Tensor
-    fields: torch.Tensor
-    number: torch.Tensor
-    mu: torch.Tensor
+GrandOutput = ForceFieldOutput  # the grand-canonical result (energy Ω, fields, number, mu): one result type
 
 
 def _check_physics(physics, kind: str, mu_input: bool = False) -> dict:
@@ -260,83 +252,44 @@ class MLForceField(nn.Module):
                              f"range [{lo}, {hi}] this model was trained on, got {m.tolist()}")
         return m.clone()
 
-    def grand(self, spins, mu, create_graph: bool = False) -> GrandOutput:
-        """Ω(S, μ), fields -∂Ω/∂S at fixed μ and N = -∂Ω/∂μ of a μ-input model (``mu``: scalar or ``[B]``;
-        ``None`` at fixed filling: μ* solved from the same features)."""
+    def grand_state(self, spins, create_graph: bool = False) -> "_MLState":
+        """Grand-canonical state of ``spins`` (``sdlib.ensemble``) for a μ-input model: the descriptor
+        features are computed once; ``number(mu)`` costs the hidden layers only, ``at(mu)`` one backward."""
+        if not self.mu_input:
+            raise ValueError("this network was built without the chemical potential as input (mu_input=False): "
+                             "it has no grand-canonical state; it is evaluated at its own ensemble by ff(spins)")
+        return _MLState(self, self._check(spins), create_graph)
+
+    def grand(self, spins, mu, create_graph: bool = False) -> ForceFieldOutput:
+        """Ω(S, μ), fields -∂Ω/∂S at fixed μ and N = -∂Ω/∂μ of a μ-input model (``mu``: scalar or ``[B]``,
+        inside ``physics["mu_range"]``); ``mu=None`` at fixed filling: the canonical result at μ*
+        (``ensemble.FixedFilling``), whose ``energy`` is Ω(μ*)."""
         if not self.mu_input:
             raise ValueError("grand() needs a model with the chemical potential as input (mu_input=True)")
-        if mu is None and self.n_electrons is None:
-            raise ValueError("mu=None (solve for μ*) needs a model at fixed filling (physics['filling'])")
-        spins = self._check(spins)
-        with torch.enable_grad():
-            s = spins.to(self.dtype) if create_graph and spins.requires_grad else \
-                spins.detach().to(self.dtype).requires_grad_(True)
-            feats = self.descriptor(s)
-            m = self._check_mu(self._solve_mu(feats) if mu is None else mu, spins).to(self.dtype).requires_grad_(True)
-            omega = self.net(feats, m).sum(-1)
-            gs, gm = torch.autograd.grad(omega.sum(), (s, m), create_graph=create_graph)
-        out = [omega, -gs, -gm]
-        if not create_graph:
-            out = [v.detach() for v in out]
-        return GrandOutput(*(v.to(spins.dtype) for v in out), m.detach().to(torch.float64))
+        if mu is None:
+            out = self._fixed_filling()(spins, create_graph=create_graph)
+            return ForceFieldOutput(out.energy - (out.mu * self.n_electrons).to(out.energy), out.fields, out.number, out.mu)
+        return self.grand_state(spins, create_graph).at(mu)
+
+    def _fixed_filling(self) -> FixedFilling:
+        if self.n_electrons is None:
+            raise ValueError("this model is not at fixed filling (physics has no 'filling'): give mu")
+        return FixedFilling(self, filling=self.physics["filling"])
 
     @torch.no_grad()
-    def solve_mu(self, spins, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
-        """μ* ``[]``/``[B]`` with N(S, μ*) = N_e for a μ-input model at fixed filling.
-
-        Illinois (modified regula falsi) iteration inside ``physics["mu_range"]``: it keeps a
-        bracket, so it converges whenever N(μ_lo) ≤ N_e ≤ N(μ_hi), typically in under ten
-        evaluations of the hidden layers; it stops when |N - N_e| < ``tol`` electrons (at least 64 ulp of
-        N_e in the model's dtype) or the bracket has shrunk to rounding.
-        """
+    def solve_mu(self, spins) -> torch.Tensor:
+        """μ* ``[]``/``[B]`` (float64) with N(S, μ*) = N_e for a μ-input model at fixed filling
+        (``ensemble.find_mu`` inside ``physics["mu_range"]``)."""
         if not self.mu_input or self.n_electrons is None:
             raise ValueError("solve_mu needs a mu_input model at fixed filling (physics['filling'])")
-        spins = self._check(spins)
-        return self._solve_mu(self.descriptor(spins.to(self.dtype)), tol, max_iter)
-
-    @torch.no_grad()
-    def _solve_mu(self, features: torch.Tensor, tol: float = 1e-9, max_iter: int = 200) -> torch.Tensor:
-        energy = self.net.at_features(features.detach())
-        n_e, batch = self.n_electrons, features.shape[:-2]
-        eps = torch.finfo(self.dtype).eps
-        tol = max(tol, 64 * eps * n_e)  # N is a sum over sites: float32 resolves it only to ~1e-5 relative
-
-        def excess(mu):  # N(μ) - N_e
-            with torch.enable_grad():
-                m = mu.detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(energy(m).sum(), m)
-            return -g - n_e
-
-        lo, hi = (torch.full(batch, v, dtype=self.dtype, device=features.device) for v in self.physics["mu_range"])
-        f_lo, f_hi = excess(lo), excess(hi)
-        if (f_lo > 0).any() or (f_hi < 0).any():
-            raise ValueError(f"filling={self.physics['filling']} (N_e={n_e}) is outside what this model gives inside its "
-                             f"trained range mu_range={self.physics['mu_range']}: N/2N from "
-                             f"{((f_lo + n_e) / (2 * self.n_sites)).tolist()} to {((f_hi + n_e) / (2 * self.n_sites)).tolist()}")
-        side = torch.zeros(batch, dtype=torch.int8, device=features.device)  # which end was kept last: -1 lo, +1 hi
-        mu = 0.5 * (lo + hi)
-        for _ in range(max_iter):
-            denom = f_hi - f_lo
-            mu = torch.where(denom > 0, (lo * f_hi - hi * f_lo) / denom.clamp_min(1e-300), 0.5 * (lo + hi))
-            f = excess(mu)
-            if f.abs().max() < tol or (hi - lo).max() < 8 * eps * max(abs(v) for v in self.physics["mu_range"]):
-                break
-            below = f < 0
-            lo, f_lo = torch.where(below, mu, lo), torch.where(below, f, f_lo)
-            hi, f_hi = torch.where(below, hi, mu), torch.where(below, f_hi, f)
-            # Illinois: halve the value at an end that stays twice in a row
-            f_hi = torch.where(below & (side == 1), 0.5 * f_hi, f_hi)
-            f_lo = torch.where(~below & (side == -1), 0.5 * f_lo, f_lo)
-            side = torch.where(below, torch.ones_like(side), -torch.ones_like(side))
-        return mu.to(torch.float64)
+        state = self.grand_state(spins)
+        return find_mu(state.number, float(self.n_electrons), *state.bracket).to(torch.float64)
 
     def forward(self, spins, create_graph: bool = False) -> ForceFieldOutput:
         if self.mu_input:
             if "mu" in self.physics:
-                out = self.grand(spins, self.physics["mu"], create_graph)
-                return ForceFieldOutput(out.energy, out.fields)
-            out = self.grand(spins, None, create_graph)  # at μ*, where out.number = N_e
-            return ForceFieldOutput(out.energy + (out.mu * self.n_electrons).to(out.energy), out.fields)
+                return self.grand(spins, self.physics["mu"], create_graph)
+            return self._fixed_filling()(spins, create_graph=create_graph)
         spins = self._check(spins)
         out_dtype = spins.dtype
         with torch.enable_grad():
@@ -403,6 +356,43 @@ class MLForceField(nn.Module):
             hint = "" if names else " (no model is shipped in sdlib/data yet: train one with scripts/make_models.py)"
             raise ValueError(f"name must be one of {names}, got {name!r}{hint}")
         return cls.load(_DATA / name, lattice, dtype)
+
+
+class _MLState:
+    """The ``sdlib.ensemble`` protocol for a μ-input ``MLForceField``: bracket (the trained μ range),
+    number(μ) = -∂Ω/∂μ from the features, at(μ) = Ω, -∂Ω/∂S, N."""
+
+    def __init__(self, ff: MLForceField, spins: torch.Tensor, create_graph: bool):
+        self.ff, self.spins, self.create_graph = ff, spins, create_graph
+        with torch.enable_grad():
+            self.s = spins.to(ff.dtype) if create_graph and spins.requires_grad else \
+                spins.detach().to(ff.dtype).requires_grad_(True)
+            self.features = ff.descriptor(self.s)
+        self._energy = ff.net.at_features(self.features.detach())
+
+    @property
+    def bracket(self) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = (torch.full(self.spins.shape[:-2], v, dtype=self.ff.dtype, device=self.spins.device)
+                  for v in self.ff.physics["mu_range"])
+        return lo, hi
+
+    def number(self, mu: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            m = mu.detach().to(self.ff.dtype).requires_grad_(True)
+            (g,) = torch.autograd.grad(self._energy(m).sum(), m)
+        return -g
+
+    def at(self, mu) -> ForceFieldOutput:
+        ff, spins = self.ff, self.spins
+        m = ff._check_mu(mu, spins).to(ff.dtype)
+        with torch.enable_grad():
+            m.requires_grad_(True)
+            omega = ff.net(self.features, m).sum(-1)
+            gs, gm = torch.autograd.grad(omega.sum(), (self.s, m), create_graph=self.create_graph)
+        out = [omega, -gs, -gm]
+        if not self.create_graph:
+            out = [v.detach() for v in out]
+        return ForceFieldOutput(*(v.to(spins.dtype) for v in out), m.detach().to(torch.float64))
 
 
 def _class_name(obj) -> str:

@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .forcefield import torque
+from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
 
 __all__ = ["FieldDataset", "GrandDataset", "batch_losses", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
@@ -124,13 +125,18 @@ class GrandDataset:
             self.allowed[torch.arange(len(self)).unsqueeze(1), nearest_two] = True
 
     def _mu_star(self, n_e: float) -> torch.Tensor:
-        """μ where each configuration's labelled N(μ_k) crosses ``n_e`` (linear interpolation, clamped to the grid)."""
-        n = self.number
-        k = (n < n_e).sum(1).clamp(1, len(self.mu) - 1)  # N increases with μ: first grid point at or above n_e
+        """μ where each configuration's labelled N(μ_k), interpolated linearly between grid points,
+        equals ``n_e`` (clamped to the grid's ends), by the library's root finder ``ensemble.find_mu``."""
+        n, grid = self.number, self.mu
         rows = torch.arange(len(n))
-        n0, n1, m0, m1 = n[rows, k - 1], n[rows, k], self.mu[k - 1], self.mu[k]
-        w = ((n_e - n0) / (n1 - n0).clamp_min(1e-12)).clamp(0, 1)
-        return m0 + w * (m1 - m0)
+
+        def number(mu):  # piecewise-linear N(μ) of each configuration
+            k = torch.searchsorted(grid, mu.contiguous()).clamp(1, len(grid) - 1)
+            n0, n1, m0, m1 = n[rows, k - 1], n[rows, k], grid[k - 1], grid[k]
+            return n0 + (mu - m0) / (m1 - m0) * (n1 - n0)
+
+        target = torch.minimum(torch.maximum(torch.full_like(n[:, 0], n_e), n[:, 0]), n[:, -1])
+        return find_mu(number, target, grid[0].expand(len(n)).clone(), grid[-1].expand(len(n)).clone())
 
     def __len__(self) -> int:
         return self.spins.shape[0]

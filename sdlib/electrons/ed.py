@@ -1,20 +1,20 @@
 """Exact diagonalisation of the s-d model: energies, local fields, densities, DOS.
 
 For each spin configuration the 2N × 2N Hamiltonian is diagonalised (batched
-``torch.linalg.eigh``, on the spins' device), ``H ψ_n = ε_n ψ_n``. With occupations f_n:
+``torch.linalg.eigh``, on the spins' device), ``H ψ_n = ε_n ψ_n``. The solver is grand canonical
+(``sdlib.ensemble``): at chemical potential μ and electron temperature kT, with f_n = f(ε_n - μ),
 
-* fixed μ, kT = 0:  f_n = θ(μ - ε_n),              Ω = Σ_n f_n (ε_n - μ)
-* fixed μ, kT > 0:  f_n = 1 / (e^{(ε_n-μ)/kT} + 1), Ω = -kT Σ_n ln(1 + e^{-(ε_n-μ)/kT})
-* fixed N_e, kT = 0: the lowest N_e levels,         E = Σ_{n<N_e} ε_n
-* fixed N_e, kT > 0: μ solved from Σ f_n = N_e,    F = Ω(μ) + μ N_e (free energy)
+* kT = 0:  f_n = θ(μ - ε_n),              Ω = Σ_n f_n (ε_n - μ)
+* kT > 0:  f_n = 1 / (e^{(ε_n-μ)/kT} + 1), Ω = -kT Σ_n ln(1 + e^{-(ε_n-μ)/kT}),   N = Σ_n f_n
 
-Local exchange field (Hellmann–Feynman, no differentiation through ``eigh``):
+and a model at fixed filling goes through the one canonical wrapper ``ensemble.FixedFilling``
+(μ* from N(μ*) = N_e, F = Ω(μ*) + μ* N_e; at kT = 0 the lowest N_e levels, E = Σ_{n<N_e} ε_n, a
+degenerate shell at the Fermi level filled uniformly, μ* mid-gap). Local exchange field
+(Hellmann–Feynman, no differentiation through ``eigh``):
 
-    H_i = -∂E/∂S_i = J Σ_n f_n ψ_n(i)† σ ψ_n(i)
+    H_i = -∂Ω/∂S_i = J Σ_n f_n ψ_n(i)† σ ψ_n(i)
 
-At fixed N_e and kT > 0, ∂F/∂S at fixed N equals ∂Ω/∂S at the solved μ, so the same formula holds.
-At kT = 0 and fixed N_e a degenerate level at the Fermi energy makes the fields ill-defined; the
-solver then fills degenerate levels in the order ``eigh`` returns them.
+which is also -dF/dS at fixed N_e (the Legendre identity ∂Ω/∂μ = -N_e at μ*).
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import math
 
 import torch
 
+from ..ensemble import FixedFilling, check_n_electrons, find_mu
 from ..forcefield import ForceFieldOutput
 from ..model import SDModel, check_spins
 
-__all__ = ["ExactSolver", "fermi", "solve_mu", "occupations"]
+__all__ = ["ExactSolver", "Levels", "fermi", "fill", "solve_mu", "occupations"]
 
 
 def fermi(eps: torch.Tensor, mu, kT: float) -> torch.Tensor:
@@ -35,45 +36,103 @@ def fermi(eps: torch.Tensor, mu, kT: float) -> torch.Tensor:
     return torch.sigmoid((mu - eps) / kT)
 
 
-def solve_mu(eps: torch.Tensor, n_electrons: int, kT: float, tol: float = 1e-13, max_iter: int = 200) -> torch.Tensor:
-    """Chemical potential ``[...]`` with Σ_n f(ε_n) = N_e at temperature kT > 0 (bisection).
+DEGENERATE = 1e-9  # levels closer than this (energy units) count as one shell at kT = 0
 
-    ``eps`` is ``[..., M]``; the bracket is [min ε - 40 kT, max ε + 40 kT]. Bisection converges
-    unconditionally; it stops when the bracket is narrower than ``tol`` (in energy units).
+
+def fill(eps: torch.Tensor, n_electrons: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Occupations ``[..., M]`` and μ ``[...]`` of N_e electrons at kT = 0 in sorted levels ``[..., M]``.
+
+    The lowest N_e levels are filled; if the N_e-th and the next level are degenerate (within
+    ``DEGENERATE``) the whole shell gets the same fractional occupation (the kT → 0 limit of the
+    canonical ensemble, independent of the eigenbasis ``eigh`` picks), and μ is that level;
+    otherwise μ is mid-gap.
     """
-    lo = eps.min(-1).values - 40 * kT
-    hi = eps.max(-1).values + 40 * kT
-    for _ in range(max_iter):
-        mid = 0.5 * (lo + hi)
-        n = torch.sigmoid((mid[..., None] - eps) / kT).sum(-1)
-        too_many = n > n_electrons
-        hi = torch.where(too_many, mid, hi)
-        lo = torch.where(too_many, lo, mid)
-        if (hi - lo).max() < tol:
-            break
-    return 0.5 * (lo + hi)
+    ne = int(n_electrons)
+    top, nxt = eps[..., ne - 1], eps[..., ne]
+    shell = (eps - top[..., None]).abs() <= DEGENERATE
+    below = eps < top[..., None] - DEGENERATE
+    n_below = below.sum(-1, keepdim=True).to(eps.dtype)
+    f = below.to(eps.dtype) + shell.to(eps.dtype) * (ne - n_below) / shell.sum(-1, keepdim=True).to(eps.dtype)
+    degenerate = nxt - top <= DEGENERATE
+    return f, torch.where(degenerate, top, 0.5 * (top + nxt))
+
+
+def solve_mu(eps: torch.Tensor, n_electrons: int, kT: float) -> torch.Tensor:
+    """μ ``[...]`` with Σ_n f(ε_n - μ) = N_e at kT > 0 for levels ``[..., M]`` (``ensemble.find_mu``)."""
+    return Levels(eps, kT=kT).canonical_mu(n_electrons)
 
 
 def occupations(eps: torch.Tensor, *, mu=None, n_electrons=None, kT: float = 0.0):
     """Occupations ``f_n``, chemical potential ``[...]`` and energy ``[...]`` of sorted levels ``[..., M]``.
 
     Exactly one of ``mu`` (grand potential Ω) or ``n_electrons`` (E at kT = 0, free energy
-    F = Ω(μ) + μ N_e at kT > 0 with μ solved) is given; the module docstring has the formulas.
+    F = Ω(μ*) + μ* N_e at kT > 0, through ``ensemble.canonical``) is given.
     """
+    lv = Levels(eps, kT=kT)
     if n_electrons is None:
         mu = torch.full(eps.shape[:-1], float(mu), dtype=eps.dtype, device=eps.device)
-        f = fermi(eps, mu[..., None], kT)
-        if kT == 0:
-            return f, mu, (f * (eps - mu[..., None])).sum(-1)
-        return f, mu, -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
-    ne = int(n_electrons)
-    if kT == 0:
-        f = torch.zeros_like(eps)
-        f[..., :ne] = 1.0  # levels sorted ascending
-        return f, 0.5 * (eps[..., ne - 1] + eps[..., ne]), eps[..., :ne].sum(-1)
-    mu = solve_mu(eps, ne, kT)
-    omega = -kT * torch.nn.functional.softplus((mu[..., None] - eps) / kT).sum(-1)
-    return fermi(eps, mu[..., None], kT), mu, omega + mu * ne
+        f = lv.occupations(mu)
+        return f, mu, lv.omega(mu, f)
+    f, mu = lv.canonical_occupations(int(n_electrons))
+    return f, mu, lv.omega(mu, f) + mu * int(n_electrons)
+
+
+class Levels:
+    """Grand-canonical state of single-particle levels ``eps`` ``[..., M]`` (sorted) at temperature kT.
+
+    With eigenvectors ``vecs`` ``[..., M, M]`` and the coupling ``J`` it also gives the fields; this
+    is what ``ExactSolver.grand_state`` returns (the protocol of ``sdlib.ensemble``: ``bracket``,
+    ``number(mu)``, ``at(mu)``, and ``fill(n_electrons)`` for kT = 0).
+    """
+
+    def __init__(self, eps: torch.Tensor, vecs: torch.Tensor | None = None, kT: float = 0.0, J: float = 0.0,
+                 dtype: torch.dtype = torch.float64):
+        self.eps, self.vecs, self.kT, self.J, self.dtype = eps, vecs, float(kT), float(J), dtype
+
+    @property
+    def bracket(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pad = 40 * self.kT + 1.0  # N(lo) = 0 and N(hi) = M to within e^{-40}
+        return self.eps.min(-1).values - pad, self.eps.max(-1).values + pad
+
+    def occupations(self, mu: torch.Tensor) -> torch.Tensor:
+        return fermi(self.eps, torch.as_tensor(mu, dtype=self.eps.dtype, device=self.eps.device)[..., None], self.kT)
+
+    def number(self, mu: torch.Tensor) -> torch.Tensor:
+        return self.occupations(mu).sum(-1)
+
+    def omega(self, mu: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Ω at μ (``f`` the occupations, used at kT = 0 where Ω = Σ f (ε - μ))."""
+        mu = torch.as_tensor(mu, dtype=self.eps.dtype, device=self.eps.device)[..., None]
+        if self.kT == 0:
+            return (f * (self.eps - mu)).sum(-1)
+        return -self.kT * torch.nn.functional.softplus((mu - self.eps) / self.kT).sum(-1)
+
+    def result(self, f: torch.Tensor, mu: torch.Tensor) -> ForceFieldOutput:
+        """Ω, fields (if eigenvectors are known), N and μ for occupations ``f`` at ``mu``."""
+        fields = None
+        if self.vecs is not None:
+            fields = (self.J * ExactSolver.moments(ExactSolver.local_blocks(self.vecs, f))[0]).to(self.dtype)
+        mu = torch.as_tensor(mu, dtype=torch.float64, device=self.eps.device).expand(self.eps.shape[:-1])
+        return ForceFieldOutput(self.omega(mu, f).to(self.dtype), fields, f.sum(-1).to(self.dtype), mu)
+
+    def at(self, mu) -> ForceFieldOutput:
+        return self.result(self.occupations(mu), mu)
+
+    def fill(self, n_electrons: int) -> ForceFieldOutput:
+        """kT = 0 at fixed N_e (module function :func:`fill`)."""
+        return self.result(*fill(self.eps, n_electrons))
+
+    def canonical_occupations(self, n_electrons: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(f, μ*)`` at fixed N_e: :func:`fill` at kT = 0, else f at the root of N(μ*) = N_e."""
+        if self.kT == 0:
+            return fill(self.eps, n_electrons)
+        mu = self.canonical_mu(n_electrons)
+        return self.occupations(mu), mu
+
+    def canonical_mu(self, n_electrons: int) -> torch.Tensor:
+        if self.kT == 0:
+            return fill(self.eps, n_electrons)[1]
+        return find_mu(self.number, float(n_electrons), *self.bracket)
 
 
 class ExactSolver:
@@ -102,6 +161,28 @@ class ExactSolver:
         m = self.model
         return occupations(eps, mu=m.mu, n_electrons=m.n_electrons, kT=m.kT)
 
+    @property
+    def n_sites(self) -> int:
+        return self.model.n_sites
+
+    def grand_state(self, spins: torch.Tensor, kT: float | None = None) -> Levels:
+        """The eigenpairs of ``spins`` as a grand-canonical state (``sdlib.ensemble``) at the model's
+        electron temperature (or ``kT``): ``.at(mu)``, ``.number(mu)``, ``.fill(n_electrons)``."""
+        kT = self.model.kT if kT is None else kT
+        if not (isinstance(kT, (int, float)) and math.isfinite(kT) and kT >= 0):
+            raise ValueError(f"kT must be a finite number >= 0 (electron temperature), got {kT!r}")
+        eps, vecs = self.eigh(spins)
+        dtype = spins.dtype if isinstance(spins, torch.Tensor) and spins.is_floating_point() else torch.float64
+        return Levels(eps, vecs, kT, self.model.J, dtype)
+
+    def grand(self, spins: torch.Tensor, mu) -> ForceFieldOutput:
+        """Grand-canonical Ω, fields, N at chemical potential ``mu`` (a number or one per configuration),
+        whatever the model's own ensemble."""
+        mu = torch.as_tensor(mu, dtype=torch.float64)
+        if not torch.isfinite(mu).all():
+            raise ValueError(f"mu must be finite, got {mu.tolist()}")
+        return self.grand_state(spins).at(mu.to(self.model.hopping.dtype))
+
     @staticmethod
     def local_blocks(vecs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """Diagonal blocks ``G_i[s, s'] = Σ_n f_n conj(ψ_n(i,s)) ψ_n(i,s')``, shape ``[..., N, 2, 2]``.
@@ -128,11 +209,10 @@ class ExactSolver:
 
     # ------------------------------------------------------------------ public
     def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
-        eps, vecs = self.eigh(spins)
-        f, _, energy = self.occupations(eps)
-        m, _ = self.moments(self.local_blocks(vecs, f))
-        dtype = spins.dtype if spins.is_floating_point() else torch.float64
-        return ForceFieldOutput(energy.to(dtype), (self.model.J * m).to(dtype))
+        m = self.model
+        if m.canonical:
+            return FixedFilling(self, m.n_electrons)(spins)
+        return self.grand(spins, m.mu)
 
     def grand_labels(self, spins: torch.Tensor, mus, kT: float) -> dict:
         """Grand-canonical Ω, fields and electron number at several chemical potentials from one ``eigh``.
@@ -146,26 +226,25 @@ class ExactSolver:
         mus = torch.as_tensor(mus, dtype=torch.float64).reshape(-1)
         if mus.numel() == 0 or not torch.isfinite(mus).all():
             raise ValueError(f"mus must be a non-empty sequence of finite chemical potentials, got {mus.tolist()}")
-        eps, vecs = self.eigh(spins)
-        out = {"mu": mus, "energy": [], "fields": [], "number": []}
-        for mu in mus.tolist():
-            f, _, omega = occupations(eps, mu=mu, kT=kT)
-            out["energy"].append(omega)
-            out["fields"].append(self.model.J * self.moments(self.local_blocks(vecs, f))[0])
-            out["number"].append(f.sum(-1))
-        dim = eps.dim() - 1  # the μ axis goes after the batch axes
-        return {k: (torch.stack(v, dim) if k != "mu" else v) for k, v in out.items()}
+        state = self.grand_state(spins, kT)
+        outs = [state.at(mu) for mu in mus.tolist()]
+        dim = state.eps.dim() - 1  # the μ axis goes after the batch axes
+        return {"mu": mus} | {k: torch.stack([getattr(o, k) for o in outs], dim) for k in ("energy", "fields", "number")}
 
     def densities(self, spins: torch.Tensor) -> torch.Tensor:
-        """Electron density ⟨n_i⟩ per site ``[..., N]`` (0 to 2)."""
-        eps, vecs = self.eigh(spins)
-        f, _, _ = self.occupations(eps)
-        return self.moments(self.local_blocks(vecs, f))[1]
+        """Electron density ⟨n_i⟩ per site ``[..., N]`` (0 to 2) in the model's ensemble."""
+        state, m = self.grand_state(spins), self.model
+        f = state.canonical_occupations(m.n_electrons)[0] if m.canonical else state.occupations(
+            torch.tensor(m.mu, dtype=state.eps.dtype))
+        return self.moments(self.local_blocks(state.vecs, f))[1]
 
     def chemical_potential(self, spins: torch.Tensor) -> torch.Tensor:
         """μ: the given one, or the solved one at fixed filling (mid-gap at kT = 0)."""
-        eps, _ = self.eigh(spins)
-        return self.occupations(eps)[1]
+        m = self.model
+        if not m.canonical:
+            return torch.full(spins.shape[:-2], m.mu, dtype=torch.float64)
+        return Levels(torch.linalg.eigvalsh(m.hamiltonian(check_spins(spins, m.n_sites, check_norm=self.check_norm))),
+                      kT=m.kT).canonical_mu(m.n_electrons)
 
     def dos(self, spins: torch.Tensor, energies: torch.Tensor, broadening: float = 0.05) -> torch.Tensor:
         """Density of states per site and spin orbital, Gaussian-broadened (integrates to 1).

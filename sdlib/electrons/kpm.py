@@ -19,9 +19,10 @@ Ensembles (same energy definitions as ``ExactSolver``; KPM needs kT > 0):
 
 * fixed μ: Ω from the moments, fields from ρ, one recursion of M steps.
 * fixed filling: the moments μ_n are computed first (M/2 steps, μ_{2n} = 2⟨α_n|α_n⟩ - μ_0 and
-  μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1); μ solves N_e = Σ_n g_n c^f_n(μ) μ_n = 2N ∫ f(ε) ρ_KPM(ε) dε by
-  bracketing on the expanded density of states; then the fields come from a second recursion
-  (M steps) with the coefficients of f at that μ. Energy: the free energy F = Ω(μ) + μ N_e.
+  μ_{2n+1} = 2⟨α_{n+1}|α_n⟩ - μ_1); μ* solves N_e = Σ_n g_n c^f_n(μ) μ_n = 2N ∫ f(ε) ρ_KPM(ε) dε
+  (``ensemble.FixedFilling``, the one root finder of the library, on the expanded density of states);
+  then the fields come from a second recursion (M steps) with the coefficients of f at μ*.
+  Energy: the free energy F = Ω(μ*) + μ* N_e.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import math
 
 import torch
 
+from ..ensemble import FixedFilling
 from ..forcefield import ForceFieldOutput
 from ..model import SDModel, check_spins
 from . import _chebyshev as cheb
@@ -40,8 +42,6 @@ __all__ = ["KPMSolver"]
 KT_ERROR = "KPM needs kT > 0 (a Fermi-function broadening); use ExactSolver for kT = 0"
 DEFAULT_DISTANCE = 6  # probing=True: sites of one colour are more than 6 hops apart
 AUTO_TOL = 1e-4  # probing="auto": every neglected coupling |ρ_ij| <= AUTO_TOL (``auto_distance``)
-_MU_TOL = 1e-12  # μ is bracketed to this width (energy units)
-_MU_GRID = 64  # trial values of μ per bracketing step
 
 
 def _is_int(x) -> bool:
@@ -194,44 +194,71 @@ class KPMSolver:
         fn = cheb.fermi_coefficients if which == "f" else cheb.omega_coefficients
         return fn(mu, self.model.kT, self.a, self.b, self.n_moments, self.n_nodes, self.kernel == "jackson")
 
-    def solve_mu(self, moments: torch.Tensor) -> torch.Tensor:
-        """μ ``[...]`` with N_e(μ) = Σ_n g_n c^f_n(μ) μ_n = Σ_k w_k f(ε_k) (``node_weights``: the
-        expanded DOS at the quadrature nodes ε_k). Bracketing on a grid of ``_MU_GRID`` points per
-        step, until the bracket is narrower than ``_MU_TOL``; assumes N_e(μ) increasing (a positive DOS).
-        """
-        m, K = self.model, self.n_nodes
+    def number_at_nodes(self, moments: torch.Tensor):
+        """``μ ↦ N(μ) = Σ_n g_n c^f_n(μ) μ_n = Σ_k w_k f(ε_k - μ)`` for moments ``[..., M]``: the
+        expanded density of states at the quadrature nodes ε_k (``node_weights``), so that each
+        evaluation costs O(K), not a recursion."""
+        K = self.n_nodes
         damped = moments * cheb.jackson_kernel(self.n_moments, device=moments.device) if self.kernel else moments
-        w = cheb.node_weights(damped, K)[..., None, :]
+        w = cheb.node_weights(damped, K)
         eps = self.a * cheb.nodes(K, device=moments.device) + self.b
-        lo = torch.full(moments.shape[:-1], self.lo - 40 * m.kT, dtype=torch.float64, device=moments.device)
-        hi = torch.full_like(lo, self.hi + 40 * m.kT)
-        grid = torch.linspace(0, 1, _MU_GRID, dtype=torch.float64, device=moments.device)
-        while (hi - lo).max() > _MU_TOL:
-            mus = lo[..., None] + (hi - lo)[..., None] * grid
-            n_e = (w * torch.sigmoid((mus[..., None] - eps) / m.kT)).sum(-1)
-            j = (n_e < m.n_electrons).sum(-1, keepdim=True).clamp(1, _MU_GRID - 1)
-            lo, hi = mus.gather(-1, j - 1)[..., 0], mus.gather(-1, j)[..., 0]
-        return 0.5 * (lo + hi)
+        kT = self.model.kT
+        return lambda mu: (w * torch.sigmoid((mu[..., None] - eps) / kT)).sum(-1)
 
     def moments(self, spins: torch.Tensor) -> torch.Tensor:
         """Estimated Chebyshev moments μ_n = Tr T_n(H̃), ``[..., M]`` (μ_0 = 2N); DOS ρ(x) ∝ Σ g_n μ_n T_n(x)."""
         spins = check_spins(spins, self.model.n_sites)
         return self._moments_doubling(spins)
 
+    @property
+    def n_sites(self) -> int:
+        return self.model.n_sites
+
+    def grand_state(self, spins: torch.Tensor) -> "_KPMState":
+        """Grand-canonical state of ``spins`` (``sdlib.ensemble``): ``.at(mu)`` runs one recursion of M
+        steps; ``.number(mu)`` uses the moments of ⌈M/2⌉ doubling steps, computed on first use."""
+        return _KPMState(self, check_spins(spins, self.model.n_sites))
+
+    def grand(self, spins: torch.Tensor, mu) -> ForceFieldOutput:
+        """Ω, fields, N at chemical potential ``mu`` (a number or one per configuration)."""
+        mu = torch.as_tensor(mu, dtype=torch.float64)
+        if not torch.isfinite(mu).all():
+            raise ValueError(f"mu must be finite, got {mu.tolist()}")
+        return self.grand_state(spins).at(mu)
+
     def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
-        spins = check_spins(spins, self.model.n_sites)
         m = self.model
         if m.canonical:
-            mom = self._moments_doubling(spins)
-            mu = self.solve_mu(mom)
-            _, Y = self._recursion(spins, self._coefficients("f", mu))
-        else:
-            mu = torch.full(spins.shape[:-2], m.mu, dtype=torch.float64, device=spins.device)
-            mom, Y = self._recursion(spins, self._coefficients("f", mu))
-        energy = (self._coefficients("w", mu) * mom).sum(-1)
-        if m.canonical:
-            energy = energy + mu * m.n_electrons
-        G = self.estimator.blocks(Y).to(torch.complex128)
+            return FixedFilling(self, m.n_electrons)(spins)
+        return self.grand(spins, m.mu)
+
+
+class _KPMState:
+    """The ``sdlib.ensemble`` protocol for ``KPMSolver``: bracket, number(μ), at(μ)."""
+
+    def __init__(self, solver: KPMSolver, spins: torch.Tensor):
+        self.solver, self.spins, self.kT = solver, spins, solver.model.kT
+        self._number = None
+
+    @property
+    def bracket(self) -> tuple[torch.Tensor, torch.Tensor]:
+        s, pad = self.solver, 40 * self.kT
+        lo = torch.full(self.spins.shape[:-2], s.lo - pad, dtype=torch.float64, device=self.spins.device)
+        return lo, torch.full_like(lo, s.hi + pad)
+
+    def number(self, mu: torch.Tensor) -> torch.Tensor:
+        if self._number is None:
+            self._number = self.solver.number_at_nodes(self.solver._moments_doubling(self.spins))
+        return self._number(mu)
+
+    def at(self, mu) -> ForceFieldOutput:
+        s, spins = self.solver, self.spins
+        mu = torch.as_tensor(mu, dtype=torch.float64, device=spins.device).expand(spins.shape[:-2])
+        coef = s._coefficients("f", mu)
+        mom, Y = s._recursion(spins, coef)
+        omega = (s._coefficients("w", mu) * mom).sum(-1)
+        G = s.estimator.blocks(Y).to(torch.complex128)
         G = 0.5 * (G + G.conj().transpose(-1, -2))  # ρ_ii is Hermitian
-        fields = m.J * ExactSolver.moments(G)[0]
-        return ForceFieldOutput(energy.to(spins.dtype), fields.to(spins.dtype))
+        fields = s.model.J * ExactSolver.moments(G)[0]
+        number = (coef * mom).sum(-1)  # Tr ρ = Σ_n g_n c^f_n μ_n
+        return ForceFieldOutput(omega.to(spins.dtype), fields.to(spins.dtype), number.to(spins.dtype), mu)

@@ -1,0 +1,146 @@
+"""Electron ensembles: every solver is grand canonical; one wrapper makes any of them canonical.
+
+Grand canonical (what every solver computes). At chemical potential μ and electron temperature
+T_e (k_B = 1), for a spin configuration S:
+
+    Ω(S, μ) = -T_e Σ_n ln(1 + e^{-(ε_n - μ)/T_e})      (T_e = 0: Σ_{ε_n<μ} (ε_n - μ))
+    H_i     = -∂Ω/∂S_i = J ⟨c†_i σ c_i⟩,               N(S, μ) = -∂Ω/∂μ = Σ_n f(ε_n)
+
+A solver exposes this through ``solver.grand_state(spins)``: an object that holds the expensive
+part of the solve (the eigenpairs; the Chebyshev moments; the network's descriptor features) with
+
+* ``bracket`` — ``(lo, hi)``, each ``[...]`` (one per configuration), with N(lo) ≈ 0 and N(hi) ≈ 2N
+  (for a network: its trained range of μ);
+* ``number(mu)`` — N(S, μ) ``[...]``, cheap once the state exists;
+* ``at(mu)`` — the full result, a :class:`~sdlib.forcefield.ForceFieldOutput` with ``energy`` = Ω,
+  ``fields`` = -∂Ω/∂S, ``number`` = N and ``mu`` = μ.
+
+Canonical (fixed electron number N_e): :class:`FixedFilling` solves N(S, μ*) = N_e with the one
+root finder :func:`find_mu` and returns the free energy by the Legendre transform
+
+    F(S) = Ω(S, μ*) + μ* N_e,    -dF/dS = -∂Ω/∂S |_{μ*}    (because ∂Ω/∂μ = -N_e at μ*),
+
+so the canonical fields are the grand-canonical fields at μ*. At T_e = 0 N(μ) is a staircase and
+has no root in general: a solver that supports T_e = 0 (exact diagonalisation) gives its state a
+``fill(n_electrons)`` method — the lowest N_e levels, a degenerate shell at the Fermi level filled
+uniformly (the T_e → 0 limit of the canonical ensemble), μ* in the middle of the gap (at the shell
+when it is partly filled) — and the wrapper uses it.
+"""
+from __future__ import annotations
+
+import torch
+
+from .forcefield import ForceFieldOutput
+
+__all__ = ["find_mu", "canonical", "FixedFilling", "check_n_electrons"]
+
+MAX_ITER = 200
+
+
+def check_n_electrons(n_electrons, n_sites: int) -> int:
+    """``n_electrons`` as an int, with 0 < N_e < 2N (a ValueError naming it otherwise)."""
+    ok = isinstance(n_electrons, int) and not isinstance(n_electrons, bool)
+    if not ok and isinstance(n_electrons, float) and n_electrons.is_integer():
+        n_electrons, ok = int(n_electrons), True
+    if not ok or not 0 < n_electrons < 2 * n_sites:
+        raise ValueError(f"n_electrons must be an integer with 0 < n_electrons < 2N = {2 * n_sites} "
+                         f"({n_sites} sites, two spin orbitals each), got {n_electrons!r}")
+    return n_electrons
+
+
+def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | None = None,
+            max_iter: int = MAX_ITER) -> torch.Tensor:
+    """μ ``[...]`` with ``number(μ) = target``, for an increasing ``number`` (the one μ solver of sdlib).
+
+    Bracketed Illinois iteration (modified regula falsi, superlinear on smooth N(μ)) with a
+    bisection step whenever the bracket has not halved in three iterations, so it converges
+    whenever N(lo) ≤ target ≤ N(hi). Batched: ``lo``, ``hi`` are ``[...]`` (one bracket per
+    configuration; ``target`` a number or ``[...]``). Stops when |N - target| ≤ ``tol`` (default 64 ulp of ``target`` in the dtype
+    of N: float32 networks resolve N only to ~1e-5 relative) or the bracket has shrunk to rounding.
+    Raises ``ValueError`` when the target lies outside [N(lo), N(hi)] for some configuration.
+    """
+    lo, hi = lo.clone(), hi.clone()
+    f_lo, f_hi = number(lo) - target, number(hi) - target
+    if tol is None:
+        tol = 64 * torch.finfo(f_lo.dtype).eps * max(float(torch.as_tensor(target).abs().max()), 1.0)
+    if (f_lo > tol).any() or (f_hi < -tol).any():
+        shown = torch.as_tensor(target).reshape(-1)[0].item() if torch.as_tensor(target).numel() == 1 else "asked for"
+        raise ValueError(f"the electron number {shown} is outside the range N(μ) spans in the bracket: "
+                         f"N(lo) = {(f_lo + target).min().item():.6g} ... N(hi) = {(f_hi + target).max().item():.6g} "
+                         f"for μ in [{lo.min().item():.6g}, {hi.max().item():.6g}]")
+    side = torch.zeros_like(lo, dtype=torch.int8)  # which end moved last: -1 lo, +1 hi
+    width = [hi - lo] * 3
+    mu = 0.5 * (lo + hi)
+    for it in range(max_iter):
+        denom = f_hi - f_lo
+        secant = (lo * f_hi - hi * f_lo) / torch.where(denom > 0, denom, torch.ones_like(denom))
+        stalled = (hi - lo) > 0.5 * width[-3]
+        mu = torch.where((denom > 0) & ~stalled, secant, 0.5 * (lo + hi)).clamp(torch.minimum(lo, hi), hi)
+        f = number(mu) - target
+        resolution = 4 * torch.finfo(mu.dtype).eps * torch.maximum(mu.abs(), torch.ones_like(mu))
+        if ((f.abs() <= tol) | ((hi - lo) <= resolution)).all():
+            break
+        below = f < 0
+        lo, f_lo = torch.where(below, mu, lo), torch.where(below, f, f_lo)
+        hi, f_hi = torch.where(below, hi, mu), torch.where(below, f_hi, f)
+        f_hi = torch.where(below & (side == 1), 0.5 * f_hi, f_hi)  # Illinois: halve the value of
+        f_lo = torch.where(~below & (side == -1), 0.5 * f_lo, f_lo)  # an end kept twice in a row
+        side = torch.where(below, torch.ones_like(side), -torch.ones_like(side))
+        width = width[1:] + [hi - lo]
+    return mu
+
+
+def canonical(state, n_electrons: int, name: str | None = None) -> ForceFieldOutput:
+    """The canonical result of a grand-canonical ``state`` at N_e = ``n_electrons`` (module docstring).
+
+    ``energy`` = F = Ω(μ*) + μ* N_e, ``fields`` = -∂Ω/∂S at μ*, ``number`` = N(μ*), ``mu`` = μ*.
+    ``name`` says what fixed N_e in an error message (default ``n_electrons=N_e``).
+    """
+    fill = getattr(state, "fill", None)
+    if fill is not None and getattr(state, "kT", None) == 0:
+        out = fill(n_electrons)
+    else:
+        lo, hi = state.bracket
+        try:
+            mu = find_mu(state.number, float(n_electrons), lo, hi)
+        except ValueError as e:
+            raise ValueError(f"{name or f'n_electrons={n_electrons}'} cannot be reached by this solver: {e}") from None
+        out = state.at(mu)
+    mu = out.mu.to(out.energy.dtype) if out.mu is not None else out.mu
+    return ForceFieldOutput(out.energy + mu * n_electrons, out.fields, out.number, out.mu)
+
+
+class FixedFilling:
+    """A canonical force field (fixed N_e) made from any grand-canonical solver.
+
+    ``FixedFilling(solver, n_electrons=N_e)`` or ``FixedFilling(solver, filling=f)`` with
+    N_e = round(2N f); ``solver`` has ``grand_state(spins, **kwargs)`` (module docstring) and
+    ``n_sites``. ``ff(spins, **kwargs)`` → ``ForceFieldOutput`` with the free energy F, the fields at
+    μ*, ``number`` = N_e (to the root finder's tolerance) and ``mu`` = μ* (float64, one per
+    configuration); keyword arguments go to ``grand_state`` (e.g. ``create_graph`` of a network).
+    """
+
+    def __init__(self, solver, n_electrons: int | None = None, filling: float | None = None):
+        if not callable(getattr(solver, "grand_state", None)):
+            raise ValueError(f"solver must be grand canonical (have grand_state(spins)); "
+                             f"{type(solver).__name__} has none")
+        n_sites = int(solver.n_sites)
+        if (n_electrons is None) == (filling is None):
+            raise ValueError("give exactly one of n_electrons or filling")
+        if filling is not None:
+            if not (isinstance(filling, (int, float)) and 0 < filling < 1):
+                raise ValueError(f"filling must be a number in (0, 1) (electrons per spin orbital), got {filling!r}")
+            n_electrons = int(round(2 * n_sites * filling))
+        self.solver, self.n_sites, self.filling = solver, n_sites, filling
+        self.n_electrons = check_n_electrons(n_electrons, n_sites)
+
+    def __call__(self, spins: torch.Tensor, **kwargs) -> ForceFieldOutput:
+        name = f"n_electrons={self.n_electrons}" + ("" if self.filling is None else f" (filling={self.filling})")
+        return canonical(self.solver.grand_state(spins, **kwargs), self.n_electrons, name)
+
+    def chemical_potential(self, spins: torch.Tensor) -> torch.Tensor:
+        """μ* ``[]`` / ``[B]`` (float64)."""
+        return self(spins).mu
+
+    def __repr__(self) -> str:
+        return f"FixedFilling({self.solver!r}, n_electrons={self.n_electrons})"

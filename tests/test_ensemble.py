@@ -1,0 +1,140 @@
+"""The ensemble layer: one root finder for μ*, one canonical wrapper over grand-canonical solvers.
+
+Independent references: scipy's brentq for the root finder; exact diagonalisation for the KPM and
+for the Legendre identity; the symmetry of ordered states (zero torque) at T_e = 0.
+"""
+import math
+
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from sdlib import ExactSolver, KPMSolver, SDModel, lattice, random_spins
+from sdlib.electrons.ed import Levels
+from sdlib.electrons.ordered import spins as ordered_spins
+from sdlib.ensemble import FixedFilling, canonical, find_mu
+from sdlib.forcefield import torque
+
+TOL = 1e-10  # float64 identities (same eigenpairs, same μ*)
+TOL_MU = 1e-9  # μ* against brentq (energy units)
+TOL_KPM = 1e-4  # KPM (400 moments, kT = 0.1) against ED, relative norm of the fields
+
+
+def _fermi_number(eps, kT):
+    return lambda mu: torch.sigmoid((mu[..., None] - eps) / kT).sum(-1)
+
+
+def test_find_mu_matches_brentq_batched():
+    eps = torch.sort(torch.randn(3, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2).values
+    kT, target = 0.05, 23.0
+    number = _fermi_number(eps, kT)
+    mu = find_mu(number, target, eps.min(-1).values - 5, eps.max(-1).values + 5)
+    for b in range(3):
+        ref = brentq(lambda m: float(torch.sigmoid((m - eps[b]) / kT).sum()) - target, -20, 20, xtol=1e-14)
+        assert abs(mu[b].item() - ref) < TOL_MU
+    assert (number(mu) - target).abs().max() < 1e-9
+
+
+def test_find_mu_refuses_a_target_outside_the_bracket():
+    eps = torch.linspace(-1, 1, 20, dtype=torch.float64)
+    number = _fermi_number(eps, 0.1)
+    with pytest.raises(ValueError, match="electron number 25"):
+        find_mu(number, 25.0, torch.tensor(-3.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kT", [0.05, 0.0])
+def test_canonical_fields_are_the_grand_fields_at_mu_star(kT):
+    """F = Ω(μ*) + μ* N_e and -dF/dS = -∂Ω/∂S at μ* (at kT = 0: μ* mid-gap, any μ in the gap)."""
+    lat = lattice.square(6)
+    S = random_spins(lat.n_sites, (2,), seed=3)
+    can = ExactSolver(SDModel(lat, J=6.0, filling=0.45, kT=kT))
+    out = can(S)
+    assert torch.allclose(out.number, torch.full((2,), float(can.model.n_electrons), dtype=torch.float64), atol=1e-9)
+    grand = ExactSolver(SDModel(lat, J=6.0, mu=0.0, kT=kT))
+    at = grand.grand(S, out.mu)
+    assert torch.allclose(out.fields, at.fields, atol=TOL)
+    assert torch.allclose(out.energy, at.energy + out.mu * can.model.n_electrons, atol=TOL)
+    if kT == 0:  # μ* is the middle of the gap between the N_e-th and the next level
+        eps = torch.linalg.eigvalsh(can.model.hamiltonian(S))
+        n = can.model.n_electrons
+        assert torch.allclose(out.mu, 0.5 * (eps[:, n - 1] + eps[:, n]), atol=1e-12)
+        assert torch.allclose(out.energy, eps[:, :n].sum(-1), atol=TOL)
+
+
+def test_fixed_filling_wraps_any_grand_solver_and_the_model_path_agrees():
+    lat = lattice.triangular(6)
+    S = random_spins(lat.n_sites, seed=5)
+    grand = ExactSolver(SDModel(lat, J=2.0, mu=-1.0, kT=0.1))
+    a = FixedFilling(grand, filling=0.25)(S)
+    b = ExactSolver(SDModel(lat, J=2.0, filling=0.25, kT=0.1))(S)
+    assert torch.allclose(a.fields, b.fields, atol=TOL) and torch.allclose(a.energy, b.energy, atol=TOL)
+    assert FixedFilling(grand, filling=0.25).n_electrons == 18
+
+
+def test_kpm_and_ed_agree_through_the_layer():
+    """Grand canonical at μ and canonical at fixed N_e: KPM (no kernel, enough probing) vs ED."""
+    lat = lattice.triangular(8)
+    S = random_spins(lat.n_sites, seed=11)
+    model = SDModel(lat, J=2.0, mu=-1.2, kT=0.1)
+    kpm = KPMSolver(model, n_moments=400, probing=lat.L, kernel=None)  # every site its own colour: exact traces
+    ed = ExactSolver(model)
+    for a, b in ((kpm(S), ed(S)), (FixedFilling(kpm, filling=0.3)(S), FixedFilling(ed, filling=0.3)(S))):
+        assert (a.fields - b.fields).norm() / b.fields.norm() < TOL_KPM
+        assert abs(a.energy - b.energy) < TOL_KPM * abs(b.energy)
+        assert abs(a.number - b.number) < TOL_KPM * b.number
+        assert abs(a.mu - b.mu) < TOL_KPM
+
+
+def test_zero_temperature_degenerate_shell_is_filled_uniformly():
+    """FM order at a filling inside a degenerate shell: the canonical T_e = 0 result keeps the
+    symmetry (zero torque, fields along the spins), holds exactly N_e electrons, and does not depend
+    on a global rotation of the spins (i.e. not on the eigenbasis eigh returns)."""
+    lat = lattice.square(4)
+    S = ordered_spins("FM", lat)
+    ed = ExactSolver(SDModel(lat, J=4.0, filling=3 / 32))  # 3 electrons: 1 at k = 0, 2 in the 4-fold shell above
+    out = ed(S)
+    assert out.number.item() == pytest.approx(3.0, abs=1e-12)
+    assert torque(S, out.fields).abs().max() < 1e-12
+    R = torch.linalg.matrix_exp(torch.tensor([[0, -0.3, 0.2], [0.3, 0, -0.7], [-0.2, 0.7, 0]], dtype=torch.float64))
+    rot = ed(S @ R.T)
+    assert torch.allclose(rot.fields, out.fields @ R.T, atol=1e-10)
+    assert abs(rot.energy - out.energy) < 1e-10
+
+
+def test_levels_state_protocol_and_bad_input():
+    lat = lattice.square(4)
+    ed = ExactSolver(SDModel(lat, J=2.0, mu=0.0, kT=0.1))
+    S = random_spins(lat.n_sites, seed=1)
+    st = ed.grand_state(S)
+    assert isinstance(st, Levels)
+    mu = torch.tensor(0.3, dtype=torch.float64)
+    h = 1e-5  # N = -∂Ω/∂μ by central differences
+    dn = -(st.at(mu + h).energy - st.at(mu - h).energy) / (2 * h)
+    assert abs(dn - st.at(mu).number) < 1e-7
+    with pytest.raises(ValueError, match="n_electrons must be an integer with 0 < n_electrons < 2N = 32"):
+        FixedFilling(ed, n_electrons=40)
+    with pytest.raises(ValueError, match="n_electrons"):
+        FixedFilling(ed, n_electrons=0)
+    with pytest.raises(ValueError, match="filling must be"):
+        FixedFilling(ed, filling=1.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        FixedFilling(ed)
+    with pytest.raises(ValueError, match="kT must be"):
+        ed.grand_state(S, kT=-0.1)
+    with pytest.raises(ValueError, match="mu must be finite"):
+        ed.grand(S, math.nan)
+    with pytest.raises(ValueError, match="spins contain NaN"):
+        FixedFilling(ed, n_electrons=10)(torch.full_like(S, math.nan))
+    with pytest.raises(ValueError, match="grand canonical"):
+        FixedFilling(lambda s: None, n_electrons=2)
+    with pytest.raises(ValueError, match="kT must be"):
+        SDModel(lat, J=2.0, mu=0.0, kT=-1.0)
+
+
+def test_canonical_of_an_eigenvalue_state_matches_ordered_energies():
+    """``ensemble.canonical`` on levels alone (no eigenvectors) gives the free energy of a level set."""
+    eps = torch.linspace(-3, 3, 40, dtype=torch.float64)
+    out = canonical(Levels(eps, kT=0.2), 13)
+    mu = brentq(lambda m: float(torch.sigmoid((m - eps) / 0.2).sum()) - 13, -10, 10, xtol=1e-14)
+    omega = -0.2 * torch.nn.functional.softplus((mu - eps) / 0.2).sum()
+    assert abs(out.energy - (omega + mu * 13)) < 1e-9 and out.fields is None
