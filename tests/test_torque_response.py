@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from sdlib import lattice
-from sdlib.forcefield import ForceFieldOutput, cutoff_sensitivity, torque_response
+from sdlib.forcefield import ForceFieldOutput
+from sdlib.locality import cutoff_sensitivity, torque_response
 
 TOL = 1e-6  # central differences with h = 1e-3 of a quadratic energy: exact up to round-off and O(h²)
 
