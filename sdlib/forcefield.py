@@ -3,7 +3,8 @@
 A force field is any callable ``ff(spins) -> out`` with ``spins`` a tensor ``[N, 3]`` or
 ``[B, N, 3]`` and ``out.energy`` (``[]`` or ``[B]``) and ``out.fields`` (same shape as the spins)
 where ``fields = -∂E/∂S`` is the gradient in R^3. Only the part perpendicular to each spin drives
-the dynamics; the torque is ``S × H``.
+the dynamics; the torque is ``S × H``. How far a force field's torques reach is measured by
+``sdlib.locality``.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "torque", "perpendicular", "torque_response",
-           "cutoff_sensitivity"]
+__all__ = ["ForceField", "ForceFieldOutput", "FiniteDifferenceFields", "torque", "perpendicular"]
 
 
 @dataclass
@@ -104,97 +104,3 @@ class FiniteDifferenceFields:
             fields = torch.linalg.cross(tq, spins, dim=-1)  # (S × H) × S = H_perp for |S| = 1
         return ForceFieldOutput(self.ff(spins).energy, fields)
 
-
-def torque_response(ff, spins: torch.Tensor, lattice, sources, h: float = 1e-3):
-    """How far the torque responds to one spin: rms ‖∂T_i/∂θ_j‖ against the distance |r_i − r_j|.
-
-    Each source spin j is rotated by ±h about x, y and z in turn (|S_j| stays 1), and the central
-    difference of the torques T_i = S_i × H_i of every site i gives ∂T_i/∂θ_j^a. Distances are
-    minimum-image distances on the periodic lattice. Returns ``(r, rms, share)``: the distinct
-    distances ``[n_r]``, the root-mean-square response ``sqrt(⟨Σ_a |∂T_i/∂θ_j^a|²⟩)`` over all
-    pairs (i, j) at that distance, and the cumulative share of Σ|∂T/∂θ|² up to that distance
-    (share → 1 at the largest r). A force field whose energy is a sum of terms of range r_c has
-    ``rms = 0`` beyond 2·r_c; a share close to 1 at r_c means a model of range r_c can represent
-    the fields. Cost: 6 evaluations of ``ff`` per source.
-    """
-    if not h > 0:
-        raise ValueError(f"h must be > 0, got {h}")
-    sources = [int(j) for j in sources]
-    if not sources or not all(0 <= j < lattice.n_sites for j in sources):
-        raise ValueError(f"sources must be site indices in [0, {lattice.n_sites}), got {sources}")
-    eye = torch.eye(3, dtype=spins.dtype)
-    batch = []
-    for j in sources:
-        for a in range(3):
-            for sign in (1.0, -1.0):
-                s = spins.clone()
-                s[j] = _rotate(spins[j:j + 1], eye[a], sign * h)[0]
-                batch.append(s)
-    batch = torch.stack(batch)
-    dT = torque(batch, ff(batch).fields).reshape(len(sources), 3, 2, lattice.n_sites, 3)
-    resp = ((dT[:, :, 0] - dT[:, :, 1]) / (2 * h)).pow(2).sum((1, -1))  # [n_src, N]
-    dist = _distances(lattice, sources).round(decimals=6)
-    r, inv = torch.unique(dist.flatten(), return_inverse=True)
-    total = torch.zeros(len(r), dtype=resp.dtype).index_add_(0, inv, resp.flatten())
-    count = torch.zeros(len(r), dtype=resp.dtype).index_add_(0, inv, torch.ones_like(resp.flatten()))
-    return r, (total / count).sqrt(), total.cumsum(0) / total.sum()
-
-
-def _distances(lattice, sites) -> torch.Tensor:
-    """``[len(sites), N]`` minimum-image distances from each of ``sites`` to every site."""
-    from .analysis import _r_norms
-
-    c, rn = lattice.coords, _r_norms(lattice)
-    return torch.stack([rn[(c[:, 1] - c[j, 1]) % lattice.L, (c[:, 0] - c[j, 0]) % lattice.L] for j in sites])
-
-
-def cutoff_sensitivity(ff, spins: torch.Tensor, lattice, centres, radii, amplitude: float | None = 0.5,
-                       n_samples: int = 2, seed: int = 0, replacement: torch.Tensor | None = None) -> torch.Tensor:
-    """How much of the torque at a site is decided by spins farther away than R (a nonlinear locality probe).
-
-    For each centre c and radius R, every spin with |r_j − r_c| > R is perturbed,
-    S_j → (S_j + a·g_j)/|S_j + a·g_j| with Gaussian g_j (``amplitude`` a; ``None`` draws them
-    uniformly on the sphere instead), ``n_samples`` times, and the torque T_c = S_c × H_c is
-    recomputed. With ``replacement`` (``[M, N, 3]`` other configurations, e.g. frames of other
-    trajectories) the far spins are taken from each of them instead (``n_samples = M``): the
-    question "does the neighbourhood decide the torque?" asked on the data distribution itself.
-    Returns ``[len(radii)]``: sqrt(Σ|T_c' − T_c|² / Σ|T_c|²) over centres and samples.
-
-    A model whose torque at c is a function of the spins within R has sensitivity 0 at that R
-    (a Behler–Parrinello energy of cutoff r_c: R = 2 r_c). Conversely, this number estimates the
-    error a model of range R must make on configurations that differ beyond R as the perturbed
-    ones do (an estimate, not a bound: the perturbed states need not be typical of the data).
-    Cost: ``len(radii) · len(centres) · n_samples`` evaluations of ``ff``, batched per radius.
-    """
-    if replacement is not None:
-        replacement = torch.as_tensor(replacement, dtype=spins.dtype)
-        if replacement.dim() != 3 or replacement.shape[1:] != spins.shape:
-            raise ValueError(f"replacement must have shape [M, {spins.shape[0]}, 3], got {list(replacement.shape)}")
-        n_samples = replacement.shape[0]
-    if amplitude is not None and not amplitude > 0:
-        raise ValueError(f"amplitude must be > 0 (or None for uniform random spins), got {amplitude}")
-    if not (isinstance(n_samples, int) and n_samples >= 1):
-        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    centres = [int(c) for c in centres]
-    if not centres or not all(0 <= c < lattice.n_sites for c in centres):
-        raise ValueError(f"centres must be site indices in [0, {lattice.n_sites}), got {centres}")
-    radii = [float(R) for R in radii]
-    if not radii or min(radii) < 0:
-        raise ValueError(f"radii must be distances >= 0, got {radii}")
-    g = torch.Generator().manual_seed(seed)
-    t0 = torque(spins, ff(spins).fields)[centres]  # [n_c, 3]
-    dist = _distances(lattice, centres)
-    out = []
-    for R in radii:
-        batch = spins.expand(len(centres), n_samples, *spins.shape).clone()
-        if replacement is not None:
-            moved = replacement.expand_as(batch)
-        else:
-            noise = torch.randn(batch.shape, generator=g, dtype=spins.dtype)
-            moved = noise if amplitude is None else batch + amplitude * noise
-        far = (dist > R)[:, None, :, None]
-        batch = torch.where(far, moved / moved.norm(dim=-1, keepdim=True), batch).reshape(-1, *spins.shape)
-        tc = torque(batch, ff(batch).fields).reshape(len(centres), n_samples, -1, 3)
-        tc = tc[torch.arange(len(centres)), :, centres]  # [n_c, n_samples, 3]
-        out.append(((tc - t0[:, None]).pow(2).sum() / (n_samples * t0.pow(2).sum())).sqrt())
-    return torch.stack(out)
