@@ -45,6 +45,16 @@ def test_reference_energies(kind, J, f, expected):
     assert ordered.ground_state(kind, J, filling=f, size=96) == min(expected, key=expected.get)
 
 
+def test_reference_physics_of_the_triangular_study():
+    """Grand canonical, μ in the middle of the tetrahedral gap at f = 1/4, T_e = 0.1, J = 2: Ω/N of
+    the ordered states (the reference table), tetrahedral lowest."""
+    expected = {"tetrahedral": -1.0419, "stripe": -1.0279, "120": -1.0045, "FM": -0.9369}
+    omega = ordered.compare("triangular", 2.0, mu=-2.4194, kT=0.1, size=96)
+    for name, value in expected.items():
+        assert abs(omega[name] - value) < 1e-3, (name, omega[name], value)
+    assert ordered.ground_state("triangular", 2.0, mu=-2.4194, kT=0.1, size=96) == "tetrahedral"
+
+
 @pytest.mark.parametrize(
     "kind, name, J, filling",
     [("square", "FM", 6.0, 0.485), ("square", "Neel", 6.0, 0.5), ("triangular", "FM", 2.0, 0.25),
