@@ -138,3 +138,18 @@ def test_canonical_of_an_eigenvalue_state_matches_ordered_energies():
     mu = brentq(lambda m: float(torch.sigmoid((m - eps) / 0.2).sum()) - 13, -10, 10, xtol=1e-14)
     omega = -0.2 * torch.nn.functional.softplus((mu - eps) / 0.2).sum()
     assert abs(out.energy - (omega + mu * 13)) < 1e-9 and out.fields is None
+
+
+@pytest.mark.parametrize("activation", ["silu", "tanh", "softplus"])
+def test_network_number_by_forward_mode_equals_autograd(activation):
+    """N(μ) = -Σ_i ∂ε_i/∂μ of a μ-input site energy: forward-mode pass vs reverse-mode autograd."""
+    from sdlib.nn import SiteEnergyNet
+
+    torch.manual_seed(0)
+    net = SiteEnergyNet(7, hidden=(5, 4), activation=activation, mu_input=True)
+    with torch.no_grad():
+        net.mu_std.fill_(0.7), net.mu_mean.fill_(-0.3), net.number_shift.fill_(0.9), net.energy_scale.fill_(1.3)
+    feats = torch.randn(2, 11, 7, dtype=torch.float64)
+    mu = torch.tensor([-0.5, 0.4], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(net.at_features(feats)(mu).sum(), mu)
+    assert torch.allclose(net.number_at_features(feats)(mu.detach()), -g, atol=1e-12)
