@@ -242,7 +242,7 @@ class ExactSolver:
         """μ: the given one, or the solved one at fixed filling (mid-gap at kT = 0)."""
         m = self.model
         if not m.canonical:
-            return torch.full(spins.shape[:-2], m.mu, dtype=torch.float64)
+            return torch.full(spins.shape[:-2], m.mu, dtype=torch.float64, device=spins.device)
         return Levels(torch.linalg.eigvalsh(m.hamiltonian(check_spins(spins, m.n_sites, check_norm=self.check_norm))),
                       kT=m.kT).canonical_mu(m.n_electrons)
 
