@@ -45,10 +45,10 @@ from sdlib.provenance import provenance, write_json  # noqa: E402
 STUDIES = {
     "triangular": dict(network="triangular-tetrahedral", J=2.0, mu=-2.4194, filling=None,
                        quench=dict(dt=0.25, alpha=0.5, kT=0.0), times=[5.0, 25.0, 100.0],
-                       radii=[2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]),
+                       radii=[2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0, 10.0]),
     "square": dict(network="square-double-exchange", J=6.0, mu=None, filling=0.485,
                    quench=dict(dt=0.05, alpha=0.5, kT=0.01), times=[2.0, 8.0, 30.0],
-                   radii=[2.0, 3.0, 3.5, 4.6, 6.0, 8.0]),
+                   radii=[2.0, 3.0, 3.5, 4.6, 5.1, 6.0, 8.0]),  # 5.1: the authors' sqrt(26)
 }
 SAMPLES = {12: (4, 3), 24: (3, 2), 36: (2, 1)}  # L: (quenches, centres per frame)
 
@@ -73,7 +73,7 @@ def measure_size(name: str, L: int, n_quench: int, n_centres: int, kTs, seed: in
     lat = getattr(lattice, name)(L)
     radii = [R for R in study["radii"] if R <= L / 2]
     tag = f"{name}-L{L}-Q{n_quench}-C{n_centres}-s{seed}"
-    state_path = work / f"{tag}.pt"
+    state_path = work / f"{tag}-R{'_'.join(f'{R:g}' for R in radii)}-T{'_'.join(f'{kT:g}' for kT in kTs)}.pt"
     state = torch.load(state_path, weights_only=True) if state_path.exists() else {"done": {}, "seconds": 0.0}
     t_start = time.time() - state["seconds"]
     if "frames" not in state:
