@@ -27,8 +27,8 @@ import torch
 from .electrons.ed import ExactSolver, occupations
 from .forcefield import ForceFieldOutput, _rotate, torque
 
-__all__ = ["ExactTemperatures", "swapped", "swap_changes", "swap_sensitivity", "relative_rms", "cutoff_sensitivity",
-           "torque_response"]
+__all__ = ["ExactTemperatures", "swapped", "swap_changes", "swap_sensitivity", "relative_rms", "cutoff_radius",
+           "cutoff_sensitivity", "torque_response"]
 
 
 class ExactTemperatures:
@@ -163,6 +163,25 @@ def relative_rms(changes: torch.Tensor, reference: torch.Tensor) -> tuple[torch.
         return value, torch.full_like(value, float("nan"))
     loo = ((num - changes) / (den - reference)).sqrt()  # [S, ...]
     return value, ((S - 1) / S * (loo - loo.mean(0)).pow(2).sum(0)).sqrt()
+
+
+def cutoff_radius(radii, sensitivity, threshold: float = 0.03) -> float | None:
+    """The smallest R of ``radii`` (ascending) from which on ``sensitivity`` stays ≤ ``threshold``; None if none.
+
+    A model of range R then misses at most ``threshold`` of the rms torque on the measured
+    configurations (the cutoff rule of chapter 03).
+    """
+    radii, sensitivity = [float(R) for R in radii], [float(s) for s in sensitivity]
+    if len(radii) != len(sensitivity) or not radii or radii != sorted(radii):
+        raise ValueError(f"radii must be ascending and as many as the sensitivities, got {radii} and {sensitivity}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    best = None
+    for R, s in zip(reversed(radii), reversed(sensitivity)):
+        if s > threshold:
+            break
+        best = R
+    return best
 
 
 def cutoff_sensitivity(ff, spins: torch.Tensor, lattice, centres, radii, amplitude: float | None = 0.5,

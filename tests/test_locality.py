@@ -4,7 +4,7 @@ import torch
 
 from sdlib import ExactSolver, SDModel, lattice, random_spins
 from sdlib.forcefield import ForceFieldOutput, torque
-from sdlib.locality import ExactTemperatures, relative_rms, swap_changes, swap_sensitivity, swapped
+from sdlib.locality import ExactTemperatures, cutoff_radius, relative_rms, swap_changes, swap_sensitivity, swapped
 
 TOL = 1e-12  # a force field of range r0 ignores the spins beyond r0 exactly: only round-off remains
 
@@ -132,3 +132,14 @@ def test_clear_errors():
                       ((solver, float("nan"), [0.1]), "mu")]:
         with pytest.raises(ValueError, match=msg):
             ExactTemperatures(*args)
+
+
+def test_cutoff_radius():
+    radii = [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert cutoff_radius(radii, [0.5, 0.02, 0.05, 0.01, 0.005]) == 5.0  # stays below only from R = 5 on
+    assert cutoff_radius(radii, [0.5, 0.2, 0.1, 0.05, 0.04]) is None
+    assert cutoff_radius(radii, [0.01] * 5, threshold=0.03) == 2.0
+    with pytest.raises(ValueError, match="ascending"):
+        cutoff_radius([3.0, 2.0], [0.1, 0.01])
+    with pytest.raises(ValueError, match="threshold"):
+        cutoff_radius(radii, [0.01] * 5, threshold=0.0)
