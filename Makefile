@@ -4,11 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Widget JavaScript served from _static/widgets so the rendered explorer works offline (a
-# sub-folder: jupyter-book adds every top-level _static/*.js to every page).
+# Widget JavaScript served from _static/widgets so the rendered explorer works offline.
 HTML_MANAGER := 1.0.14
 REQUIREJS := 2.3.7
 WIDGET_JS := _static/widgets/embed-amd.js _static/widgets/require.js
+# MathJax (one self-contained file: TeX input with every extension, SVG output, no web fonts), so
+# that equations are typeset offline. It lives in _mathjax/, not _static/: jupyter-book adds every
+# .js file under _static to every page, which would load MathJax twice; _config.yml serves the
+# file from _static (html_static_path) and points mathjax_path at it.
+MATHJAX := 3.2.2
+MATHJAX_JS := _mathjax/tex-svg-full.js
 
 # Kernels: the venv first, so that the `python3` kernel is this environment's Python.
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
@@ -39,7 +44,15 @@ _static/widgets/require.js:
 	cp _static/.npm/package/require.js $@
 	rm -rf _static/.npm
 
-book: $(STAMP) $(WIDGET_JS)
+$(MATHJAX_JS):
+	rm -rf _mathjax/.npm && mkdir -p _mathjax/.npm
+	cd _mathjax/.npm && npm pack -q mathjax@$(MATHJAX) >/dev/null
+	tar -xzf _mathjax/.npm/mathjax-$(MATHJAX).tgz -C _mathjax/.npm package/LICENSE package/es5/tex-svg-full.js
+	cp _mathjax/.npm/package/LICENSE _mathjax/mathjax-LICENSE.txt
+	cp _mathjax/.npm/package/es5/tex-svg-full.js $@
+	rm -rf _mathjax/.npm
+
+book: $(STAMP) $(WIDGET_JS) $(MATHJAX_JS)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going .
 
 # The README's test command: unit and physics tests and every chapter under nbval (lax), then the

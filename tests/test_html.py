@@ -1,62 +1,61 @@
 """The built HTML book, rendered by headless Chromium with every host name unresolvable.
 
 For every page of _toc.yml: the page renders (a title and the article body are in the DOM after
-the scripts ran), every figure of the executed notebook is an <img> with a non-empty src that
-points to an existing file, and on pages with widget state the widgets are drawn by the locally
-served html-manager (one rendered view per widget output), which proves they work offline.
+the scripts ran); no script comes from the network; every equation is typeset by the locally
+served MathJax (each math element holds MathJax output, none is an error, no raw ``\\(`` or
+``\\[`` is left in the text); every Markdown table a cell printed is an HTML <table> (and at
+least one page has one); no cell output is wider than its box in a laptop-wide window (long lines
+wrap); every figure of the executed notebook is an <img> with a non-empty src that points to an
+existing file; and on pages with widget state the widgets are drawn by the locally served
+html-manager (one rendered view per widget output), which proves they work offline.
 
 Needs `make book` first (skipped, with that reason, when _build/html does not exist) and Debian's
-`chromium` (`make chromium` installs it when running as root).
+`chromium` (`make chromium` installs it when running as root). SDLIB_BOOK=<folder> checks
+another built book instead (tests/browser.py).
 """
 import json
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from bs4 import BeautifulSoup
 
-ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / "_build" / "html"
-EXECUTED = ROOT / "_build" / "jupyter_execute"
+from tests import browser
+from tests.browser import EXECUTED, HTML, toc_pages
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=5000",
-                  "--dump-dom"]
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$", re.M)  # |---|:--:|
+RAW_MATH = re.compile(r"\\\(|\\\)|\\\[|\\\]")
+RAW_DOLLAR_MATH = re.compile(r"\$[^$\s][^$]*?\$")  # $x$ left as text
+
+
+def is_raw_table_rule(line: str) -> bool:
+    """A Markdown table rule shown as text: |---|---| (the HTML writer may turn --- into an em dash)."""
+    line = line.strip()
+    return "|" in line and any(d in line for d in "-—–") and set(line) <= set("|-—–: ")
 pytestmark = pytest.mark.skipif(not HTML.is_dir(), reason="no built book: run `make book` first")
-
-
-def toc_pages() -> list:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for c in toc.get("chapters", [])]
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.fail("headless Chromium not found: `apt-get install -y chromium` (or `make chromium`)")
 
 
 def rendered_dom(page: str) -> BeautifulSoup:
     """DOM of the page after its scripts ran, loaded from file:// with no network."""
-    url = (HTML / f"{page}.html").as_uri()
-    proc = subprocess.run([chromium(), *CHROMIUM_FLAGS, url], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return BeautifulSoup(proc.stdout, "html.parser")
+    try:
+        return BeautifulSoup(browser.dump_dom(browser.page_url(page)), "html.parser")
+    except FileNotFoundError as err:
+        pytest.fail(str(err))
+
+
+def executed_notebook(page: str):
+    """The executed notebook of a page (None for a Markdown page without code)."""
+    path = EXECUTED / f"{page}.ipynb"
+    return nbformat.read(path, as_version=4) if path.exists() else None
 
 
 def notebook_image_count(page: str) -> int:
     """Image outputs in the executed notebook of a page (0 for Markdown pages)."""
-    path = EXECUTED / f"{page}.ipynb"
-    if not path.exists():
+    nb = executed_notebook(page)
+    if nb is None:
         return 0
-    nb = nbformat.read(path, as_version=4)
     return sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if any(k.startswith("image/") for k in o.get("data", {})))
 
@@ -73,6 +72,71 @@ def test_page_renders_with_title_and_body(doms, page):
     title = article.find("h1")
     assert title is not None and title.get_text(strip=True), f"{page}: no title"
     assert len(article.get_text(strip=True)) > 200, f"{page}: article is nearly empty"
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_no_script_from_the_network(doms, page):
+    scripts = [s.get("src", "") for s in doms[page].find_all("script") if s.get("src")]
+    remote = [s for s in scripts if "://" in s and not s.startswith("file:")]
+    assert not remote, f"{page}: scripts loaded from the network: {remote}"
+
+
+def text_outside_code(element) -> str:
+    """Text of an element without code, code outputs and scripts (MathJax leaves those alone)."""
+    element = BeautifulSoup(str(element), "html.parser")
+    for skip in element.select("pre, code, script, style, div.highlight, mjx-container"):
+        skip.decompose()
+    return element.get_text(" ")
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_equations_are_typeset_offline(doms, page):
+    article = doms[page].select_one("article.bd-article")
+    maths = article.select("span.math, div.math")
+    assert maths, f"{page}: no equations on the page"
+    raw = [m.get_text()[:80] for m in maths if m.find("mjx-container") is None]
+    assert not raw, f"{page}: {len(raw)} of {len(maths)} equations not typeset, e.g. {raw[:3]}"
+    errors = [e.get_text()[:80] for e in article.select("mjx-merror, [data-mjx-error]")]
+    assert not errors, f"{page}: MathJax errors: {errors[:5]}"
+    leftover = RAW_MATH.findall(text_outside_code(article))
+    assert not leftover, f"{page}: raw TeX delimiters left in the text: {leftover[:5]}"
+
+
+def printed_markdown_tables(page: str) -> int:
+    """Markdown outputs of the executed notebook that hold a table (a |---| rule)."""
+    nb = executed_notebook(page)
+    if nb is None:
+        return 0
+    texts = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    return sum(1 for text in texts if TABLE_RULE.search(text if isinstance(text, str) else "".join(text)))
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_markdown_tables_printed_by_cells_are_tables(doms, page):
+    outputs = doms[page].select("article.bd-article div.cell_output")
+    tables = sum(len(o.find_all("table")) for o in outputs)
+    assert tables >= printed_markdown_tables(page), \
+        f"{page}: {printed_markdown_tables(page)} Markdown tables printed, {tables} <table>s in the outputs"
+    text = "\n".join(text_outside_code(o) for o in outputs)
+    raw = [line for line in text.splitlines() if is_raw_table_rule(line)]
+    assert not raw, f"{page}: Markdown table rules shown as text: {raw[:3]}"
+    dollars = RAW_DOLLAR_MATH.findall(text)
+    assert not dollars, f"{page}: $...$ math left as text in printed Markdown: {dollars[:3]}"
+
+
+def test_some_page_prints_a_markdown_table():
+    """The table check above is not vacuous: at least one page (the intro's results) has one."""
+    assert sum(printed_markdown_tables(page) for page in toc_pages()) > 0
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_cell_outputs_fit_their_box(page):
+    """Long printed lines wrap: no <pre> of a cell output is wider than its box (which would hide
+    the end of the line, often the number printed) in a window 1280 px wide."""
+    measured = browser.measure(browser.page_url(page))
+    assert measured["overflowing"] == [], \
+        f"{page}: {len(measured['overflowing'])} of {measured['outputs']} outputs run off their box"
 
 
 @pytest.mark.parametrize("page", toc_pages())
@@ -98,9 +162,6 @@ def test_widgets_render_offline(doms, page):
     if n_views == 0:
         assert dom.find("script", type=WIDGET_STATE) is None
         return
-    scripts = [s.get("src", "") for s in dom.find_all("script") if s.get("src")]
-    remote = [s for s in scripts if "://" in s and not s.startswith("file:") and "/mathjax@" not in s]
-    assert not remote, f"{page}: scripts loaded from the network (only MathJax may be)"
     drawn = [div for div in dom.select("div.widget-subarea")  # top level: an Output widget nests its own
              if div.select_one(".jupyter-widgets, .lm-Widget") and div.find_parent("div", class_="widget-subarea") is None]
     assert len(drawn) == n_views, f"{page}: {len(drawn)} of {n_views} widget outputs drawn"
