@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.descriptors import Descriptor
 
 
@@ -27,8 +27,7 @@ def time_one(kind: str, L: int, device: str, repeats: int, dtype=torch.float64) 
     lat = getattr(lattice, kind)(L)
     desc = Descriptor(lat, dtype=dtype).to(device)
     gen = torch.Generator().manual_seed(0)
-    spins = torch.randn(lat.n_sites, 3, generator=gen, dtype=dtype)
-    spins = (spins / spins.norm(dim=-1, keepdim=True)).to(device)
+    spins = random_spins(lat.n_sites, generator=gen, dtype=dtype, device=device)
     weights = torch.randn(desc.n_features, generator=gen, dtype=dtype).to(device)
 
     def step():

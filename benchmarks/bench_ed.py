@@ -12,7 +12,7 @@ from datetime import date
 
 import torch
 
-from sdlib import ExactSolver, SDModel, lattice
+from sdlib import ExactSolver, SDModel, lattice, random_spins
 
 
 def timed(fn):
@@ -28,9 +28,7 @@ def main():
     args = ap.parse_args()
     model = SDModel(lattice.square(args.L), t=1.0, J=6.0, filling=0.485)
     ed = ExactSolver(model)
-    g = torch.Generator().manual_seed(0)
-    S = torch.randn(model.n_sites, 3, dtype=torch.float64, generator=g)
-    S /= S.norm(dim=-1, keepdim=True)
+    S = random_spins(model.n_sites, seed=0)
     H = model.hamiltonian(S)
     ed(S)  # warm-up (caches the hopping matrix)
     t_eigh, t_ed = [], []

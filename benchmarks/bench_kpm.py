@@ -20,15 +20,10 @@ from datetime import date
 import numpy as np
 import torch
 
-from sdlib import ExactSolver, SDModel, lattice
+from sdlib import ExactSolver, SDModel, lattice, random_spins
 from sdlib.electrons.kpm import KPMSolver
 
 PARAMS = dict(t=1.0, J=2.0, mu=-1.5, kT=0.1)
-
-
-def spins(n, seed=0):
-    s = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def timed(ff, S):
@@ -52,7 +47,7 @@ def run_sizes(sizes, make, deadline, exponent):
             if time.perf_counter() + projected > deadline:
                 break
         ff = make(L)
-        dt = timed(ff, spins(L * L))
+        dt = timed(ff, random_spins(L * L, seed=0))
         rows.append((L, dt, ff))
         last = (L, dt)
     return rows

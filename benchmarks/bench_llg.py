@@ -13,7 +13,7 @@ from datetime import date
 
 import torch
 
-from sdlib import LLG
+from sdlib import LLG, random_spins
 from sdlib.forcefield import ForceFieldOutput
 
 
@@ -26,9 +26,7 @@ class Precomputed:
 
 
 def per_step(n, method, device, steps):
-    g = torch.Generator(device=device).manual_seed(0)
-    s = torch.randn(n, 3, dtype=torch.float64, device=device, generator=g)
-    s /= s.norm(dim=-1, keepdim=True)
+    s = random_spins(n, seed=0, device=device)
     llg = LLG(Precomputed(torch.randn_like(s)), dt=0.01, alpha=0.3, kT=0.1, method=method)
     out = llg._fields(s)
     s, out = llg.step(s, out)  # warm-up

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from sdlib import LLG, ExactSolver, KPMSolver, MLForceField, SDModel, lattice
+from sdlib import LLG, ExactSolver, KPMSolver, MLForceField, SDModel, lattice, random_spins
 from sdlib.analysis import growth_exponent
 from sdlib.descriptors import Descriptor
 from sdlib.provenance import hardware
@@ -61,11 +61,6 @@ def make_ml(L, dtype, device):
     return ff.to(dtype).to(device), weights
 
 
-def random_spins(n, dtype, device, seed=0):
-    s = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return (s / s.norm(dim=-1, keepdim=True)).to(dtype).to(device)
-
-
 def llg_stepper(ff, spins):
     """A callable doing one midpoint LLG step (two field evaluations) from the current state."""
     llg = LLG(ff, dt=0.01, alpha=0.5, kT=0.0, method="midpoint")
@@ -81,7 +76,7 @@ def ml_calls(L, device):
     calls, weights = {}, None
     for name, dtype in DTYPES.items():
         ff, weights = make_ml(L, dtype, device)
-        s = random_spins(L * L, dtype, device)
+        s = random_spins(L * L, seed=0, dtype=dtype, device=device)
         calls[f"ml{name[-2:]}_eval"] = lambda ff=ff, s=s: ff(s)
         calls[f"ml{name[-2:]}_step"] = llg_stepper(ff, s)
     return calls, weights
@@ -90,7 +85,7 @@ def ml_calls(L, device):
 def reference(kind, L, device, args):
     model = SDModel(lattice.square(L), t=1.0, J=6.0, filling=0.485, kT=0.0 if kind == "ed" else 0.1)
     ff = ExactSolver(model) if kind == "ed" else KPMSolver(model, n_moments=args.moments, probing=args.distance)
-    s = random_spins(L * L, torch.float64, device)
+    s = random_spins(L * L, seed=0, device=device)
     return lambda: ff(s)
 
 

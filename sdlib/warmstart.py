@@ -20,6 +20,8 @@ import copy
 
 import torch
 
+from .model import random_spins
+
 __all__ = ["match_features", "warm_start"]
 
 
@@ -27,20 +29,18 @@ __all__ = ["match_features", "warm_start"]
 def match_features(old_descriptor, new_descriptor, n_probe: int = 2, seed: int = 0, rtol: float = 1e-9) -> torch.Tensor:
     """Index ``k`` with ``new(spins)[..., k[j]] == old(spins)[..., j]`` for every feature j of ``old``.
 
-    Both descriptors must be built on the same lattice. Compared on ``n_probe`` random unit-spin
-    configurations in float64; a feature of ``old`` with no equal column (relative distance > ``rtol``)
-    raises ``ValueError`` naming it.
+    Both descriptors must be built on the same lattice (on any devices). Compared on ``n_probe`` random
+    unit-spin configurations (``random_spins``, ``seed``) in float64 on the CPU; a feature of ``old`` with
+    no equal column (relative distance > ``rtol``) raises ``ValueError`` naming it. ``k`` is on the CPU.
     """
     if (old_descriptor.kind, old_descriptor.n_sites) != (new_descriptor.kind, new_descriptor.n_sites):
         raise ValueError(f"the descriptors are built on different lattices ({old_descriptor.kind}, "
                          f"{old_descriptor.n_sites} sites vs {new_descriptor.kind}, {new_descriptor.n_sites} sites); "
                          "load the old model with lattice= the new one's")
-    gen = torch.Generator().manual_seed(seed)
-    spins = torch.nn.functional.normalize(
-        torch.randn(n_probe, old_descriptor.n_sites, 3, generator=gen, dtype=torch.float64), dim=-1)
+    spins = random_spins(old_descriptor.n_sites, n_probe, seed=seed)
     cols = []
     for d in (old_descriptor, new_descriptor):
-        d64 = copy.deepcopy(d).to(torch.float64)
+        d64 = copy.deepcopy(d).to(device="cpu", dtype=torch.float64)
         cols.append(d64(spins).reshape(-1, d64.n_features).T)  # [F, n_probe · N]
     dist, k = torch.cdist(cols[0], cols[1], compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
     scale = cols[0].norm(dim=1).clamp_min(1e-300)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import analysis, lattice
+from sdlib import analysis, lattice, random_spins
 
 CHI_TETRA = 4 / (3 * math.sqrt(3))
 
@@ -43,9 +43,7 @@ def test_structure_factor_of_stripes():
 
 def test_triangle_structure_factor_is_translation_invariant():
     lat = lattice.triangular(12)
-    g = torch.Generator().manual_seed(0)
-    s = torch.randn(lat.n_sites, 3, dtype=torch.float64, generator=g)
-    s /= s.norm(dim=-1, keepdim=True)
+    s = random_spins(lat.n_sites, seed=0)
     S0 = analysis.structure_factor(analysis.chirality(s, lat), lat)
     moved = torch.empty_like(s)
     moved[lat.translation(5, 2)] = s  # spin at r moves to r + 5a1 + 2a2
@@ -55,7 +53,7 @@ def test_triangle_structure_factor_is_translation_invariant():
 
 def sign_of_gaussian_field(lat, width, seed):
     """sign(g) of a Gaussian random field with correlation exp(-r²/(4 width²)) (white noise ∗ Gaussian)."""
-    r = analysis._r_norms(lat)
+    r = lat.image_norms
     kernel = torch.exp(-(r**2) / (2 * width**2))
     noise = torch.randn(lat.L, lat.L, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     g = torch.fft.ifft2(torch.fft.fft2(noise) * torch.fft.fft2(kernel)).real

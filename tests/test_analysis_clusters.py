@@ -12,15 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import analysis, lattice
+from sdlib import analysis, lattice, random_spins
 from sdlib.electrons import ordered
 
 UP = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
-
-
-def random_spins(n, seed):
-    s = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def bfs_partition(spins, L, threshold):
@@ -65,7 +60,7 @@ def neel_with_blocks(lat, blocks):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_clusters_of_random_spins_match_breadth_first_search(threshold, seed):
     lat = lattice.square(9)
-    spins = random_spins(lat.n_sites, seed)
+    spins = random_spins(lat.n_sites, seed=seed)
     labels = analysis.fm_clusters(spins, lat, threshold)
     assert partition_of(labels) == bfs_partition(spins, lat.L, threshold)
     isolated = set(range(lat.n_sites)) - set().union(*bfs_partition(spins, lat.L, threshold))
@@ -138,7 +133,7 @@ def test_bond_field_of_ordered_states(L):
 
 def test_bond_field_of_random_spins_by_explicit_neighbours():
     lat = lattice.square(7)
-    spins = random_spins(lat.n_sites, 3)
+    spins = random_spins(lat.n_sites, seed=3)
     s = spins.reshape(lat.L, lat.L, 3)  # [y, x]
     nb = sum(torch.roll(s, shifts=k, dims=d) for k in (1, -1) for d in (0, 1))
     expected = (s * nb).sum(-1).reshape(-1) / 4

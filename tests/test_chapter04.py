@@ -5,9 +5,8 @@ from pathlib import Path
 import numpy as np
 import papermill as pm
 import pytest
-import torch
 
-from sdlib import ExactSolver, SDModel, analysis, lattice
+from sdlib import ExactSolver, SDModel, analysis, lattice, random_spins
 from sdlib.electrons import ordered
 
 from tests.chapters import run_chapter
@@ -42,9 +41,7 @@ def test_chapter04_tiny_run_writes_consistent_results(tmp_path):
     # the same initial spins for the network and the reference: identical at t = 0, different later
     assert validation["L_ml"][0] == validation["L_reference"][0]
     # the reference is ED of the model's physics: its first energy is that of the initial spins
-    g = torch.Generator().manual_seed(1000)  # the chapter's validation seed, seed + 1000
-    s0 = torch.randn(2, 64, 3, generator=g, dtype=torch.float64)
-    s0 = s0 / s0.norm(dim=-1, keepdim=True)
+    s0 = random_spins(64, 2, seed=1000)  # the chapter's validation spins: seed + 1000
     p = summary["params"]
     ed = ExactSolver(SDModel(lattice.triangular(8), J=p["J"], filling=p["filling"]))
     assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
@@ -73,9 +70,7 @@ def test_chapter04_runs_a_model_given_by_path(tmp_path):
     p = summary["params"]
     assert p["J"] == 2.5 and p["model_path"] == str(tmp_path / "other") and res["J"] == 2.5
     assert p["model_sha256"] == ff.weights_sha256
-    g = torch.Generator().manual_seed(1000)  # the chapter's validation seed, seed + 1000
-    s0 = torch.randn(2, 64, 3, generator=g, dtype=torch.float64)
-    s0 = s0 / s0.norm(dim=-1, keepdim=True)
+    s0 = random_spins(64, 2, seed=1000)  # the chapter's validation spins: seed + 1000
     ed = ExactSolver(SDModel(lattice.triangular(8), J=2.5, filling=p["filling"]))
     assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
 

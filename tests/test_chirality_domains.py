@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import analysis, lattice
+from sdlib import analysis, lattice, random_spins
 from sdlib.electrons import ordered
 
 CHI_TETRA = 4 / (3 * math.sqrt(3))
 
 
-def unit(x):
-    return x / x.norm(dim=-1, keepdim=True)
-
-
 def test_chirality_is_the_triple_product_and_the_tetrahedral_value():
     """χ = det[S_i, S_j, S_k] (numpy) on a random state; ±4/(3√3) on ordered.spins('tetrahedral')."""
     lat = lattice.triangular(6)
-    s = unit(torch.randn(lat.n_sites, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    s = random_spins(lat.n_sites, seed=3)
     det = np.linalg.det(s.numpy()[lat.triangles.numpy()])  # rows S_i, S_j, S_k of each triangle
     assert np.allclose(analysis.chirality(s, lat).numpy(), det, atol=1e-14)
     chi = analysis.chirality(ordered.spins("tetrahedral", lat), lat)

@@ -10,18 +10,13 @@ import pytest
 import torch
 
 import sdlib.descriptors.module as module
-from sdlib import MLForceField, lattice
+from sdlib import MLForceField, lattice, random_spins
 from sdlib.descriptors import Descriptor
 from sdlib.descriptors.invariants import invariant_pairs
 
 TOL_SAME = 1e-12  # float64, absolute, features of order 1-10
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def random_spins(n, batch=(), seed=0):
-    s = torch.randn(*batch, n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def direct_features(desc, lat, spins):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.descriptors import (Descriptor, Neighborhood, PointGroup, character_projector,
                                symmetry_adapted_basis)
 
@@ -24,13 +24,6 @@ KINDS = ["square", "triangular"]
 
 def make(kind, L):
     return getattr(lattice, kind)(L)
-
-
-def random_spins(n, seed=0, batch=None, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    shape = (n, 3) if batch is None else (batch, n, 3)
-    s = torch.randn(*shape, generator=g, dtype=dtype)
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def move(spins, perm):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sdlib import LLG, ExactSolver, SDModel, analysis, lattice
+from sdlib import LLG, ExactSolver, SDModel, analysis, lattice, random_spins
 from sdlib.dynamics import EnergyObserver, FunctionObserver, MagnetizationObserver
 from sdlib.forcefield import ForceFieldOutput
 
@@ -35,16 +35,11 @@ class ConstantField:
         return ForceFieldOutput(-(s @ self.B).sum(-1), self.B.expand_as(s))
 
 
-def random_spins(n, seed):
-    s = torch.randn(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    return s / s.norm(dim=-1, keepdim=True)
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_norm_preserved_over_thousands_of_steps(method):
     lat = lattice.triangular(6)
-    ff = Heisenberg(lat, K=-1.0, B=0.7 * random_spins(lat.n_sites, 1))
-    s = LLG(ff, dt=0.05, alpha=0.2, kT=0.3, seed=2, method=method).run(random_spins(lat.n_sites, 0), 3000)
+    ff = Heisenberg(lat, K=-1.0, B=0.7 * random_spins(lat.n_sites, seed=1))
+    s = LLG(ff, dt=0.05, alpha=0.2, kT=0.3, seed=2, method=method).run(random_spins(lat.n_sites, seed=0), 3000)
     assert (s.norm(dim=-1) - 1).abs().max() < 1e-12
 
 
@@ -75,7 +70,7 @@ def test_boltzmann_distribution_of_independent_spins(method, T):
     """⟨S·B̂⟩ = coth(B/T) - T/B (Langevin function). Error bar from 10 time blocks of the average."""
     B, n_spins, dt = 1.0, 4000, 0.01
     llg = LLG(ConstantField([0.0, 0.0, B]), dt=dt, alpha=0.5, kT=T, seed=11, method=method)
-    s = llg.run(random_spins(n_spins, 3), 1000)  # equilibrate: relaxation time ~ 1/(αB) = 2
+    s = llg.run(random_spins(n_spins, seed=3), 1000)  # equilibrate: relaxation time ~ 1/(αB) = 2
     obs = FunctionObserver(lambda s, out: s[:, 2].mean(), every=5, name="mz")
     llg.run(s, 1000 + 3000, observers=[obs])
     blocks = obs.stacked()[1:].reshape(10, -1).mean(1)
@@ -91,7 +86,7 @@ def test_midpoint_energy_error_falls_as_dt_squared(corrector_steps):
     falls at least as fast (it is a systematic O(dt³) drift in this test)."""
     lat = lattice.square(4)
     ff = ExactSolver(SDModel(lat, J=2.0, mu=-1.0, kT=0.2))
-    s0 = random_spins(lat.n_sites, 5)
+    s0 = random_spins(lat.n_sites, seed=5)
     drift = []
     for dt in (0.04, 0.02):
         obs = EnergyObserver(every=1)
@@ -111,7 +106,7 @@ def test_exact_diagonalisation_quench_turns_antiferromagnetic():
     lat = lattice.square(12)
     ff = ExactSolver(SDModel(lat, J=6.0, filling=0.485))
     obs = [EnergyObserver(every=20), FunctionObserver(lambda s, out: analysis.nn_correlation(s, lat), 20, "nn")]
-    LLG(ff, dt=0.05, alpha=0.5, seed=0).run(random_spins(lat.n_sites, 7), 200, observers=obs)
+    LLG(ff, dt=0.05, alpha=0.5, seed=0).run(random_spins(lat.n_sites, seed=7), 200, observers=obs)
     e, nn = obs[0].stacked(), obs[1].stacked()
     assert (e[1:] - e[:-1]).max() < 0, "damped T = 0 dynamics lowers the energy"
     assert e[-1] < e[0] - 0.02 * lat.n_sites
@@ -121,8 +116,8 @@ def test_exact_diagonalisation_quench_turns_antiferromagnetic():
 @pytest.mark.parametrize("method", METHODS)
 def test_kill_and_resume_is_bit_identical(tmp_path, method):
     lat = lattice.triangular(6)
-    ff = Heisenberg(lat, K=-1.0, B=0.3 * random_spins(lat.n_sites, 8))
-    s0 = random_spins(lat.n_sites, 9)
+    ff = Heisenberg(lat, K=-1.0, B=0.3 * random_spins(lat.n_sites, seed=8))
+    s0 = random_spins(lat.n_sites, seed=9)
     make = lambda: LLG(ff, dt=0.03, alpha=0.3, kT=0.5, seed=4, method=method)  # noqa: E731
     ref_obs = [EnergyObserver(5), MagnetizationObserver(7)]
     ref = make().run(s0, 60, observers=ref_obs)
@@ -161,7 +156,7 @@ def test_constructor_errors(kwargs, match):
 def test_wrong_field_shape_and_nan_are_reported():
     bad = lambda s: ForceFieldOutput(s.sum(), s[:, :2])  # noqa: E731
     with pytest.raises(ValueError, match="fields of shape"):
-        LLG(bad, dt=0.01, alpha=0.1).run(random_spins(4, 0), 3)
+        LLG(bad, dt=0.01, alpha=0.1).run(random_spins(4, seed=0), 3)
     nan = lambda s: ForceFieldOutput(s.sum(), torch.full_like(s, float("nan")))  # noqa: E731
     with pytest.raises(FloatingPointError, match="step 1"):
-        LLG(nan, dt=0.01, alpha=0.1).run(random_spins(4, 0), 3)
+        LLG(nan, dt=0.01, alpha=0.1).run(random_spins(4, seed=0), 3)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import ExactSolver, FiniteDifferenceFields, SDModel, lattice
+from sdlib import ExactSolver, FiniteDifferenceFields, SDModel, lattice, random_spins
 from sdlib.forcefield import perpendicular
 
 TOL_FD = 1e-7  # central differences with h = 1e-5: error O(h²) ≈ 1e-10 plus round-off
@@ -17,12 +17,6 @@ ENSEMBLES = [
     dict(filling=0.3),
     dict(filling=0.3, kT=0.3),
 ]
-
-
-def random_spins(n, seed, batch=()):
-    g = torch.Generator().manual_seed(seed)
-    s = torch.randn(*batch, n, 3, dtype=torch.float64, generator=g)
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def random_rotation(seed):
@@ -98,10 +92,10 @@ def test_dos_is_normalised():
     lat = lattice.square(4)
     ed = ExactSolver(SDModel(lat, J=2.0, mu=0.0))
     w = torch.linspace(-10, 10, 4001, dtype=torch.float64)
-    d = ed.dos(random_spins(lat.n_sites, 1), w, broadening=0.1)
+    d = ed.dos(random_spins(lat.n_sites, seed=1), w, broadening=0.1)
     assert abs(torch.trapezoid(d, w).item() - 1.0) < 1e-6
     with pytest.raises(ValueError, match="broadening"):
-        ed.dos(random_spins(lat.n_sites, 1), w, broadening=0.0)
+        ed.dos(random_spins(lat.n_sites, seed=1), w, broadening=0.0)
 
 
 @pytest.mark.parametrize("name", ["quench_c14500.dat", "quench_c40000.dat"])

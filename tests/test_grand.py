@@ -7,9 +7,9 @@ import os
 
 import pytest
 import torch
-from tests.test_nn import ShellBondDescriptor, random_spins
+from tests.test_nn import ShellBondDescriptor
 
-from sdlib import ExactSolver, SDModel, lattice
+from sdlib import ExactSolver, SDModel, lattice, random_spins
 from sdlib.forcefield import FiniteDifferenceFields, torque
 from sdlib.io import read_grand_labels, write_grand_labels
 from sdlib.nn import MLForceField

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.io import TrajectoryWriter, atomic_write, generate_quench_data, read_trajectory
-from tests.test_dynamics import Heisenberg, random_spins
+from tests.test_dynamics import Heisenberg
 
 
 def frames(n, n_sites=5):
@@ -73,7 +73,7 @@ def test_generate_quench_data_matches_an_llg_run_and_resumes(tmp_path):
     path = generate_quench_data(ff, lat.n_sites, tmp_path / "q.h5", **kw)
     d = read_trajectory(path)
     assert d["step"].tolist() == list(range(0, 41, 5))
-    s0 = random_spins(lat.n_sites, 0)  # not the generator's start: check against its own first frame
+    s0 = random_spins(lat.n_sites, seed=0)  # not the generator's start: check against its own first frame
     assert not torch.equal(d["spins"][0], s0)
     final = LLG(ff, dt=0.02, alpha=0.3, kT=0.2, seed=3).run(d["spins"][0], 40)
     assert torch.equal(final, d["spins"][-1])

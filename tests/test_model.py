@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdlib import SDModel, lattice
+from sdlib import SDModel, lattice, random_spins
 
 
 def dispersion(kind, L, t=1.0):
@@ -39,8 +39,7 @@ def test_ferromagnet_levels_equal_band_theory(kind, J):
 def test_local_block_is_minus_J_S_dot_sigma():
     lat = lattice.square(3)
     model = SDModel(lat, t=1.0, J=1.7, filling=0.5)
-    torch.manual_seed(1)
-    S = unit(torch.randn(lat.n_sites, 3, dtype=torch.float64))
+    S = random_spins(lat.n_sites, seed=1)
     H = model.hamiltonian(S)
     pauli = torch.tensor([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], dtype=torch.complex128)
     for i in range(lat.n_sites):
@@ -54,14 +53,14 @@ def test_sparse_hopping_equals_dense():
     dense = torch.kron(model.hopping, torch.eye(2, dtype=torch.float64)).to(torch.complex128)
     assert torch.equal(model.sparse_hopping().to_dense(), dense)
     lo, hi = model.spectral_bounds()
-    S = unit(torch.randn(16, 3, dtype=torch.float64))
+    S = random_spins(16, seed=2)
     ev = torch.linalg.eigvalsh(model.hamiltonian(S))
     assert lo <= ev.min() and ev.max() <= hi
 
 
 def test_batched_hamiltonian():
     model = SDModel(lattice.square(3), J=2.0, mu=0.0)
-    S = unit(torch.randn(4, 9, 3, dtype=torch.float64))
+    S = random_spins(9, 4, seed=3)
     H = model.hamiltonian(S)
     assert H.shape == (4, 18, 18)
     assert torch.equal(H[2], model.hamiltonian(S[2]))
@@ -101,7 +100,7 @@ def test_ed_error_messages_for_bad_spins():
     from sdlib import ExactSolver
 
     ed = ExactSolver(SDModel(lattice.square(3), J=1.0, mu=0.0))
-    good = unit(torch.randn(9, 3, dtype=torch.float64))
+    good = random_spins(9, seed=4)
     with pytest.raises(ValueError, match=r"spins must have shape \[9, 3\]"):
         ed(good[:8])
     with pytest.raises(ValueError, match="unit vectors"):

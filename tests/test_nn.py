@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.descriptors import Descriptor
 from sdlib.forcefield import FiniteDifferenceFields
 from sdlib.nn import MLForceField, register_descriptor
@@ -52,12 +52,6 @@ class ShellBondDescriptor(nn.Module):
         if spec["lattice_kind"] != lat.kind:
             raise ValueError("wrong lattice kind")
         return cls(lat, spec["cutoff"], dtype)
-
-
-def random_spins(n, batch=(), seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    s = torch.randn(*batch, n, 3, generator=g, dtype=dtype)
-    return s / s.norm(dim=-1, keepdim=True)
 
 
 def make_ff(lat, descriptor="shell", seed=0, **kw):
@@ -223,9 +217,9 @@ def test_wrong_lattice_and_bad_arguments(tmp_path):
     lat = lattice.square(5)
     ff = make_ff(lat, "full")
     with pytest.raises(ValueError, match="25 sites"):
-        ff(random_spins(36))
+        ff(random_spins(36, seed=0))
     with pytest.raises(ValueError, match="unit"):
-        ff(2 * random_spins(25))
+        ff(2 * random_spins(25, seed=0))
     ff.save(tmp_path / "sq")
     with pytest.raises(ValueError, match="square"):
         MLForceField.load(tmp_path / "sq", lattice=lattice.triangular(5))

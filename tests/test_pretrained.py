@@ -17,7 +17,7 @@ import os
 import pytest
 import torch
 
-from sdlib import ExactSolver, SDModel, lattice
+from sdlib import ExactSolver, SDModel, lattice, random_spins
 from sdlib.dynamics import LLG, FunctionObserver
 from sdlib.forcefield import torque
 from sdlib.nn import MLForceField, _DATA
@@ -43,12 +43,6 @@ def reference(ff):
     return lat, SDModel(lat, t=p["t"], J=p["J"], kT=p["kT"], **kw)
 
 
-def random_spins(n, batch, seed):
-    g = torch.Generator().manual_seed(seed)
-    s = torch.randn(batch, n, 3, generator=g, dtype=torch.float64)
-    return s / s.norm(dim=-1, keepdim=True)
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def shipped(request):
     return request.param, MLForceField.pretrained(request.param)
@@ -63,7 +57,7 @@ def held_out(shipped):
     frames = []
     obs = FunctionObserver(lambda s, out: torch.stack([s, out.fields]), every=q["every"], name="frames")
     llg = LLG(ExactSolver(model), dt=0.05, alpha=0.5, kT=q["kT"], seed=HELD_OUT_SEEDS[0])
-    llg.run(random_spins(lat.n_sites, len(HELD_OUT_SEEDS), HELD_OUT_SEEDS[1]), q["n_steps"], observers=[obs])
+    llg.run(random_spins(lat.n_sites, len(HELD_OUT_SEEDS), seed=HELD_OUT_SEEDS[1]), q["n_steps"], observers=[obs])
     for f in obs.values:
         frames += [(f[0, b], f[1, b]) for b in range(f.shape[1])]
     return frames
@@ -81,7 +75,7 @@ def test_torque_error_on_held_out_quenches(shipped, held_out):
 
 def test_float32_inference_matches_float64(shipped):
     name, ff = shipped
-    s = random_spins(ff.n_sites, 2, 7)
+    s = random_spins(ff.n_sites, 2, seed=7)
     h64 = ff(s).fields
     h32 = MLForceField.pretrained(name, dtype=torch.float32)(s.float()).fields.double()
     rel = ((h32 - h64).norm() / h64.norm()).item()
@@ -93,7 +87,7 @@ def test_symmetry_on_a_larger_lattice(shipped):
     name, ff0 = shipped
     lat = getattr(lattice, ff0.physics["lattice"])(ff0.physics["L"] + 4)
     ff = MLForceField.pretrained(name, lattice=lat)
-    s = random_spins(lat.n_sites, 1, 3)[0]
+    s = random_spins(lat.n_sites, seed=3)
     R = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64))[0]
     h, h_rot = ff(s).fields, ff(s @ R.T).fields
     assert torch.allclose(h_rot, h @ R.T, atol=TOL_SYM)
@@ -126,7 +120,7 @@ def test_square_model_conserves_electrons_and_orders_the_uniform_states_as_ed():
     fm = torch.zeros(lat.n_sites, 3, dtype=torch.float64)
     fm[:, 2] = 1.0
     neel = fm * torch.where((lat.coords.sum(1) % 2) == 0, 1.0, -1.0).to(torch.float64)[:, None]
-    states = torch.stack([fm, neel, random_spins(lat.n_sites, 1, 11)[0]])
+    states = torch.stack([fm, neel, random_spins(lat.n_sites, seed=11)])
     e_ml, e_ed = ff(states).energy / lat.n_sites, ExactSolver(model)(states).energy / lat.n_sites
     assert (e_ml - e_ed).abs().max() <= TOL_ORDERED, (e_ml.tolist(), e_ed.tolist())
     n = ff.grand(states, ff.solve_mu(states)).number

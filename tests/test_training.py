@@ -4,9 +4,9 @@ import os
 
 import pytest
 import torch
-from tests.test_nn import ShellBondDescriptor, random_spins
+from tests.test_nn import ShellBondDescriptor
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.io import TrajectoryWriter
 from sdlib.nn import MLForceField
 from sdlib.training import (FieldDataset, energy_weight, evaluate, fit_normalization, loss_terms,

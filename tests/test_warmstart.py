@@ -1,10 +1,9 @@
 """Warm start of a larger-cutoff network from a trained smaller one (sdlib.warmstart)."""
 import pytest
 import torch
-from tests.test_nn import random_spins
 from tests.test_training import files, make_ff  # noqa: F401  (module fixture of the training tests)
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.descriptors import Descriptor
 from sdlib.nn import MLForceField
 from sdlib.training import FieldDataset, split_by_trajectory, train
