@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sdlib import lattice
+from sdlib import lattice, random_spins
 from sdlib.forcefield import ForceFieldOutput
 from sdlib.locality import cutoff_sensitivity, torque_response
 
@@ -23,9 +23,7 @@ class Heisenberg:
 @pytest.mark.parametrize("kind", ["square", "triangular"])
 def test_response_of_a_nearest_neighbour_model(kind):
     lat = getattr(lattice, kind)(6)
-    g = torch.Generator().manual_seed(1)
-    s = torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)
-    s = s / s.norm(dim=-1, keepdim=True)
+    s = random_spins(lat.n_sites, seed=1)
     j = 7
     r, rms, share = torque_response(Heisenberg(lat), s, lat, [j])
     assert r[0] == 0 and abs(r[1] - 1) < 1e-12
@@ -54,9 +52,7 @@ def test_bad_sources_and_step():
 def test_cutoff_sensitivity_of_a_nearest_neighbour_model(kind, amplitude):
     """T_c = S_c × Σ_nn S_j depends on the spins within r = 1 only: zero beyond, positive inside."""
     lat = getattr(lattice, kind)(6)
-    g = torch.Generator().manual_seed(2)
-    s = torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)
-    s = s / s.norm(dim=-1, keepdim=True)
+    s = random_spins(lat.n_sites, seed=2)
     sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [0, 7, 20], [0.5, 1.0, 1.5], amplitude=amplitude)
     assert sens[0] > 0.1, "perturbing the neighbours must change the torque"
     assert torch.all(sens[1:] < 1e-14)
@@ -65,9 +61,7 @@ def test_cutoff_sensitivity_of_a_nearest_neighbour_model(kind, amplitude):
 def test_cutoff_sensitivity_by_hand():
     """R = 0.5 perturbs all neighbours: compare with the same perturbation applied by hand."""
     lat = lattice.square(4)
-    g = torch.Generator().manual_seed(3)
-    s = torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)
-    s = s / s.norm(dim=-1, keepdim=True)
+    s = random_spins(lat.n_sites, seed=3)
     c = 5
     sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [c], [0.5], amplitude=0.3, n_samples=1, seed=11)
     noise = torch.randn((1, 1, *s.shape), generator=torch.Generator().manual_seed(11), dtype=torch.float64)[0, 0]
@@ -93,9 +87,7 @@ def test_cutoff_sensitivity_bad_arguments():
 def test_cutoff_sensitivity_with_replacement_configurations():
     """Far spins taken from another configuration: equal to doing the swap by hand."""
     lat = lattice.triangular(6)
-    g = torch.Generator().manual_seed(4)
-    s, other = torch.randn(2, lat.n_sites, 3, generator=g, dtype=torch.float64)
-    s, other = s / s.norm(dim=-1, keepdim=True), other / other.norm(dim=-1, keepdim=True)
+    s, other = random_spins(lat.n_sites, 2, seed=4)
     c = 8
     sens = cutoff_sensitivity(Heisenberg(lat), s, lat, [c], [0.5, 1.0], replacement=other[None])
     swapped = other.clone()
