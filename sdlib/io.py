@@ -1,4 +1,4 @@
-"""Files: atomic writes, HDF5 trajectories, and a generator of training data from quenches.
+"""Files: atomic writes, HDF5 trajectories and grand-canonical label files (quenches that fill them: ``sdlib.datagen``).
 
 Trajectory files (HDF5, h5py) hold appendable, chunked datasets ``spins [T, N, 3]``,
 ``fields [T, N, 3]``, ``energy [T]``, ``time [T]``, ``step [T]`` and the run's parameters as a JSON
@@ -22,8 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "generate_quench_data", "write_grand_labels",
-           "read_grand_labels"]
+__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "write_grand_labels", "read_grand_labels"]
 
 
 @contextlib.contextmanager
@@ -122,37 +121,6 @@ def read_trajectory(path) -> dict:
         out = {k: torch.from_numpy(h5[k][...]) for k in TrajectoryWriter.KEYS}
         out["params"] = json.loads(h5.attrs["params"])
     return out
-
-
-def generate_quench_data(ff, n_sites: int, path, *, n_steps: int, every: int, dt: float, alpha: float, kT: float,
-                         seed: int, spins0=None, method: str = "midpoint", params: dict | None = None,
-                         progress: bool = False) -> Path:
-    """Quench from random unit spins (seeded) into a bath at ``kT``; save (spins, fields, energy) every ``every`` steps.
-
-    Killed runs resume: the integrator checkpoints to ``<path>.ckpt`` and the trajectory continues
-    in ``<path>.part``; frames already stored are not written twice. Returns the finished path.
-    """
-    from .dynamics import LLG, Observer
-
-    if spins0 is None:
-        g = torch.Generator().manual_seed(seed)
-        spins0 = torch.randn(n_sites, 3, dtype=torch.float64, generator=g)
-        spins0 = spins0 / spins0.norm(dim=-1, keepdim=True)
-    llg = LLG(ff, dt=dt, alpha=alpha, kT=kT, seed=seed, method=method, progress=progress)
-    meta = {**(params or {}), **llg.params(), "n_steps": n_steps, "every": every, "init": "random"}
-
-    class _Writer(Observer):
-        name = "writer"
-
-        def __call__(self, step, time, spins, out):
-            if step % self.every == 0 and step > writer.last_step:
-                writer.append(step, time, spins, out.fields, out.energy)
-
-    ckpt = Path(str(path) + ".ckpt")
-    with TrajectoryWriter(path, n_sites, meta) as writer:
-        llg.run(spins0, n_steps, observers=[_Writer(every)], checkpoint=ckpt, checkpoint_every=10 * every)
-    ckpt.unlink()
-    return Path(path)
 
 
 GRAND_KEYS = ("spins", "mu", "energy", "fields", "number")

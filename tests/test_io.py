@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from sdlib import lattice, random_spins
-from sdlib.io import TrajectoryWriter, atomic_write, generate_quench_data, read_trajectory
+from sdlib.datagen import generate_quench_data
+from sdlib.io import TrajectoryWriter, atomic_write, read_trajectory
 from tests.test_dynamics import Heisenberg
 
 

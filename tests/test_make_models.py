@@ -1,61 +1,48 @@
-"""The data/training script of the shipped models: its ``--J`` option (the J sweep of chapter 04)
-must change the exchange coupling and nothing else, and must never mix data or models of another J."""
-import importlib.util
+"""The shipped models' recipes (sdlib.datagen.shipped): another exchange coupling (the J sweep of
+chapter 04) changes J and nothing else, and data or models of another J are never mixed; the
+command line over them parses and refuses what it should."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from sdlib.datagen.shipped import RECIPES, check_coupling, generate, with_coupling
+from sdlib.datagen.shipped_train import split, warm_start_from
 from sdlib.io import TrajectoryWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def mm():
-    spec = importlib.util.spec_from_file_location("make_models", os.path.join(ROOT, "scripts", "make_models.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_with_coupling_changes_only_J(mm):
-    rec = mm.RECIPES["triangular-tetrahedral"]
-    new = mm.with_coupling(rec, 3.0)
+def test_with_coupling_changes_only_J():
+    rec = RECIPES["triangular-tetrahedral"]
+    new = with_coupling(rec, 3.0)
     assert new["physics"]["J"] == 3.0 and rec["physics"]["J"] == 2.0  # the recipe itself is untouched
     assert {k: v for k, v in new["physics"].items() if k != "J"} == {k: v for k, v in rec["physics"].items() if k != "J"}
     assert {k: v for k, v in new.items() if k != "physics"} == {k: v for k, v in rec.items() if k != "physics"}
 
 
 @pytest.mark.parametrize("J", [0.0, -1.0, 25.0])
-def test_with_coupling_rejects_out_of_range(mm, J):
-    with pytest.raises(SystemExit, match="--J must lie in"):
-        mm.with_coupling(mm.RECIPES["triangular-tetrahedral"], J)
+def test_with_coupling_rejects_out_of_range(J):
+    with pytest.raises(ValueError, match="J must lie in"):
+        with_coupling(RECIPES["triangular-tetrahedral"], J)
 
 
-def test_J_needs_own_data_and_out(mm, capsys):
-    with pytest.raises(SystemExit):
-        mm.main(["generate", "triangular-tetrahedral", "--J", "3"])
-    assert "--J needs its own --data" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        mm.main(["train", "triangular-tetrahedral", "--J", "3", "--data", "elsewhere"])
-    assert "train --J needs --out" in capsys.readouterr().err
-
-
-def test_data_of_another_J_refused(mm, tmp_path):
+def test_data_of_another_J_refused(tmp_path):
     path = tmp_path / "quench_s1.h5"
-    phys = mm.RECIPES["triangular-tetrahedral"]["physics"]
+    phys = RECIPES["triangular-tetrahedral"]["physics"]
     n = 4
     with TrajectoryWriter(path, n, {"physics": phys}) as w:
         s = torch.zeros(n, 3, dtype=torch.float64)
         s[:, 2] = 1.0
         w.append(0, 0.0, s, s, torch.tensor(0.0, dtype=torch.float64))
-    mm._check_coupling([str(path)], phys)  # same J: accepted
-    with pytest.raises(SystemExit, match="generated at J = 2.0"):
-        mm._check_coupling([str(path)], mm.with_coupling(mm.RECIPES["triangular-tetrahedral"], 3.0)["physics"])
+    check_coupling([str(path)], phys)  # same J: accepted
+    with pytest.raises(ValueError, match="generated at J = 2.0"):
+        check_coupling([str(path)], with_coupling(RECIPES["triangular-tetrahedral"], 3.0)["physics"])
 
 
-def test_init_from_model_of_other_physics_refused(mm, tmp_path):
+def test_init_from_model_of_other_physics_refused(tmp_path):
     from sdlib import lattice
     from sdlib.descriptors import Descriptor
     from sdlib.nn import MLForceField
@@ -65,23 +52,64 @@ def test_init_from_model_of_other_physics_refused(mm, tmp_path):
     old = MLForceField(Descriptor(lat, cutoff=2.3), hidden=(8, 8), physics=physics | {"J": 3.0})
     old.save(tmp_path / "old")
     new = MLForceField(Descriptor(lat, cutoff=3.5, phase_cutoff=2.3), hidden=(8, 8), physics=physics)
-    with pytest.raises(SystemExit, match="trained for J = 3.0, this run has 6.0"):
-        mm._warm_start(new, str(tmp_path / "old"), None, physics)
+    with pytest.raises(ValueError, match="trained for J = 3.0, this run has 6.0"):
+        warm_start_from(new, str(tmp_path / "old"), None, physics)
 
 
-def test_extra_quenches_train_only_and_leave_the_split(mm, tmp_path):
+def test_extra_quenches_train_only_and_leave_the_split(tmp_path):
     """Extra quench trajectories (generate --extra) go to the training set; the validation and test
     quenches (the held-out set of the shipped models) stay exactly as without them."""
     name = "square-double-exchange"
     d = tmp_path / name
     d.mkdir()
-    for seed in mm.RECIPES[name]["quench"]["seeds"]:
+    for seed in RECIPES[name]["quench"]["seeds"]:
         (d / f"quench_s{seed}.h5").touch()
-    before = mm._split(name, str(tmp_path))
-    for seed in mm.RECIPES[name]["extra_quench"]["seeds"]:
+    before = split(name, str(tmp_path))
+    for seed in RECIPES[name]["extra_quench"]["seeds"]:
         (d / f"extra_quench_s{seed}.h5").touch()
-    tr, va, te = mm._split(name, str(tmp_path))
+    tr, va, te = split(name, str(tmp_path))
     assert (va, te) == before[1:]
     assert sorted(tr) == sorted(before[0] + [str(p) for p in d.glob("extra_quench_*.h5")])
-    with pytest.raises(SystemExit, match="no extra_quench"):
-        mm.generate("triangular-tetrahedral", str(tmp_path), extra=True)
+    with pytest.raises(ValueError, match="no extra_quench"):
+        generate("triangular-tetrahedral", str(tmp_path), extra=True)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_models.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_command_line_parses_and_refuses():
+    """Smoke test of the thin command line: every stage is listed, --J needs its own data and output."""
+    r = cli("--help")
+    assert r.returncode == 0 and all(s in r.stdout for s in ("active", "gpu-round", "label-grand", "relabel"))
+    r = cli("generate", "triangular-tetrahedral", "--J", "3")
+    assert r.returncode == 2 and "--J needs its own --data" in r.stderr
+    r = cli("train", "triangular-tetrahedral", "--J", "3", "--data", "elsewhere")
+    assert r.returncode == 2 and "train --J needs --out" in r.stderr
+    r = cli("active", "square", "--work", "w", "--set", "kT=-1")
+    assert r.returncode != 0 and "Recipe.kT" in r.stderr
+
+
+def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):
+    """generate → label-grand / relabel → train of a shipped recipe, shrunk to a 6 × 6 lattice."""
+    from sdlib.datagen.shipped import label_grand, relabel
+    from sdlib.datagen.shipped_train import train
+    from sdlib.nn import MLForceField
+
+    name = "square-double-exchange"
+    rec = RECIPES[name]
+    tiny = rec | {"physics": rec["physics"] | {"L": 6},
+                  "quench": rec["quench"] | {"n_steps": 4, "every": 2, "seeds": [1, 2, 3, 4, 5], "bath_kT": [0.0] * 5},
+                  "random": {"files": [(201, 2)], "uniform": [(203, 2)]},
+                  "train_grand": rec["train_grand"] | {"epochs": 2}}
+    data, grand, ct = (str(tmp_path / d) for d in ("data", "grand", "ct"))
+    torch.set_num_threads(1)
+    generate(name, data, recipe=tiny)
+    assert len(os.listdir(os.path.join(data, name))) == 7
+    label_grand(name, data, grand, [-6.4, -4.0, -2.0], 0.05, recipe=tiny)
+    relabel(name, data, ct, {"filling": 0.485}, 0.05, recipe=tiny)
+    shipped = os.path.join(ROOT, "sdlib", "data", name)  # a warm start: two epochs cannot teach N(μ) from scratch
+    train(name, grand, check_dir=ct, out_dir=str(tmp_path / "model"), recipe=tiny, max_minutes=1.0, init_from=shipped)
+    ff = MLForceField.load(tmp_path / "model" / name)
+    assert ff.mu_input and ff.physics["L"] == 6 and "held_out_quenches" in ff.provenance["errors"]

@@ -1,0 +1,144 @@
+"""A committee of networks trained on the labelled frames, and its error on held-out frames.
+
+Member m of a committee is an ``MLForceField`` with μ as input (``mu_input=True``: trained on the
+grand-canonical labels, used at the recipe's filling or μ) on the recipe's descriptor, trained by
+``sdlib.training.train`` with seed m on its own random split of the frames (a fraction ``val`` held
+back for early stopping). Different seeds and splits make the members agree where the data
+decide the torques and disagree where they do not (``sdlib.datagen.select``). Members are saved
+as ``<dir>/member<m>.{safetensors,json}``; a saved member is loaded instead of retrained, and
+training checkpoints every epoch, so a killed committee run resumes.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from ..descriptors import Descriptor
+from ..forcefield import torque
+from ..nn import MLForceField
+from ..training import FieldDataset, GrandDataset, fit_normalization, train
+from ..warmstart import warm_start
+
+__all__ = ["TRAIN", "grand_dataset", "train_committee", "heldout_errors"]
+
+# optimiser settings of a committee member (float32 training; ``train_committee(..., **overrides)``)
+TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", energy_weight_final=1.0,
+             energy_start=1, energy_ramp=2, patience=10, max_minutes=None)
+MU_WINDOW = 0.8  # canonical recipes: each frame trains at the grid points within this of its own μ*
+
+
+def grand_dataset(recipe, paths) -> GrandDataset:
+    """The label files as one ``GrandDataset``; at fixed filling each frame keeps the μ near its μ*."""
+    if recipe.n_electrons is None:
+        return GrandDataset(paths)
+    return GrandDataset(paths, n_electrons=recipe.n_electrons, window=MU_WINDOW)
+
+
+def _subset(ds: GrandDataset, idx: torch.Tensor, device) -> GrandDataset:
+    """Frames ``idx`` of ``ds`` (labels moved to ``device``; the μ choice mask stays on the CPU)."""
+    sub = copy.copy(ds)
+    for key in ("spins", "energy", "fields", "number"):
+        setattr(sub, key, getattr(ds, key)[idx].to(device))
+    sub.mu = ds.mu.to(device)
+    sub.source, sub.allowed = ds.source[idx], ds.allowed[idx]
+    sub.mu_star = None if ds.mu_star is None else ds.mu_star[idx]
+    return sub
+
+
+def _member(recipe, device) -> MLForceField:
+    desc = Descriptor(recipe.lattice(), cutoff=recipe.cutoff, phase_cutoff=recipe.phase_cutoff)
+    return MLForceField(desc, hidden=recipe.hidden, physics=recipe.physics(), mu_input=True).to(device)
+
+
+def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None, members=None, device=None,
+                    log=print, **overrides) -> list:
+    """Train (or load) ``recipe.committee`` members on the label files ``paths``; returns them in float32.
+
+    ``init_from``: a saved ``MLForceField`` (path, or "pretrained" for the shipped model of the
+    recipe's lattice) every member starts as (``sdlib.warmstart``: same hidden widths, its features
+    among the recipe's); without it members start from random weights, and a μ-input network then
+    needs many epochs before its N(μ) reaches N_e. ``overrides`` replace entries of ``TRAIN``
+    (e.g. ``epochs``, ``max_minutes`` per member). ``members``: which member numbers to train
+    (default all ``recipe.committee``; ``[0]`` is the fixed small network alone).
+    """
+    cfg = TRAIN | overrides
+    unknown = set(overrides) - set(TRAIN)
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(TRAIN)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(out_dir, exist_ok=True)
+    ds = grand_dataset(recipe, paths)
+    if len(ds) < 3:
+        raise ValueError(f"a committee needs at least 3 labelled frames, got {len(ds)}")
+    committee = []
+    for m in (range(recipe.committee) if members is None else members):
+        stem = Path(out_dir) / f"member{m}"
+        if stem.with_suffix(".json").exists():
+            committee.append(MLForceField.load(stem, dtype=torch.float32).to(device))
+            continue
+        perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1000 + m))
+        n_val = max(1, round(val * len(ds)))
+        tr, va = _subset(ds, perm[n_val:], device), _subset(ds, perm[:n_val], device)
+        torch.manual_seed(m)
+        ff = _member(recipe, device)
+        warm = {}
+        if init_from is not None:
+            fit_normalization(ff, tr)
+            warm_start(ff, _load_start(recipe, init_from))
+            warm = {"normalize": False, "keep_initial": True, "energy_start": 0, "energy_ramp": 1}
+        ff = ff.to(torch.float32)
+        ckpt = stem.with_suffix(".ckpt")
+        hist = train(ff, tr, va, seed=m, checkpoint=ckpt, progress=False, **(cfg | warm))
+        ff.provenance = {"recipe": recipe.to_dict(), "committee_member": m, "training": cfg | warm,
+                         "init_from": None if init_from is None else str(init_from),
+                         "frames": {"train": len(tr), "val": len(va)}, "files": [os.path.basename(p) for p in ds.paths],
+                         "best_epoch": hist["best_epoch"], "stopped": hist["stopped"], "wall_s": round(hist["wall_s"], 1)}
+        ff.save(stem)
+        ckpt.unlink(missing_ok=True)
+        log(f"{stem}: {len(hist['epoch'])} epochs ({hist['stopped']}), {hist['wall_s']:.0f} s")
+        committee.append(ff)
+    return committee
+
+
+def _load_start(recipe, init_from) -> MLForceField:
+    if init_from == "pretrained":
+        name = {"square": "square-double-exchange", "triangular": "triangular-tetrahedral"}[recipe.kind]
+        old = MLForceField.pretrained(name, lattice=recipe.lattice())
+    else:
+        old = MLForceField.load(init_from, lattice=recipe.lattice())
+    for key in ("t", "J", "filling", "mu"):
+        if old.physics.get(key) != recipe.physics().get(key):
+            raise ValueError(f"init_from {init_from}: trained for {key} = {old.physics.get(key)}, the recipe has "
+                             f"{recipe.physics().get(key)}")
+    return old
+
+
+@torch.no_grad()
+def heldout_errors(committee, path, batch: int = 4) -> dict:
+    """Relative torque errors ‖T_ML − T_ref‖/‖T_ref‖ on the held-out trajectory file ``path``
+    (labels in the recipe's own ensemble, ``label.label_fixed``): each member in float64 on the
+    CPU, and the committee mean (fields averaged over the members that could be evaluated). A
+    member that cannot be used at the recipe's ensemble (a μ-input network whose N(μ) does not reach
+    N_e inside its μ range) gets NaN and its message under ``failed``."""
+    data = FieldDataset(path)
+    members = [copy.deepcopy(ff).to("cpu", torch.float64) for ff in committee]
+    per, failed, fields = [], {}, []
+    for m, ff in enumerate(members):
+        try:
+            fields.append(torch.cat([ff(data.spins[k:k + batch]).fields for k in range(0, len(data), batch)]))
+        except ValueError as e:
+            per.append(math.nan)
+            failed[m] = str(e)
+            continue
+        per.append(_rel(data.spins, fields[-1], data.fields))
+    mean = _rel(data.spins, torch.stack(fields).mean(0), data.fields) if fields else math.nan
+    return {"members": per, "committee_mean": mean, "n_frames": len(data)} | ({"failed": failed} if failed else {})
+
+
+def _rel(spins, fields, ref) -> float:
+    t_ref = torque(spins, ref)
+    return ((torque(spins, fields) - t_ref).pow(2).sum() / t_ref.pow(2).sum()).sqrt().item()
