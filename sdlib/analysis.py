@@ -2,6 +2,10 @@
 
 Nothing here knows how the spins were made. Spins are ``[N, 3]`` or ``[B, N, 3]`` tensors on an
 sdlib :class:`~sdlib.lattice.Lattice`; functions that return fields keep the batch dimension.
+Every function computes on the device of its tensor input and returns tensors there (the lattice's
+tables are taken with ``Lattice.table(name, device)``); functions of the lattice alone take a
+``device`` (default the CPU); ``fm_clusters``, ``cluster_length`` and ``growth_exponent`` return NumPy
+arrays or floats, whatever the device of their input.
 
 Conventions
 -----------
@@ -43,20 +47,20 @@ __all__ = [
 
 def chirality(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """χ on every triangle of ``lattice.triangles`` (CCW), ``[..., n_tri]``."""
-    t = lattice.triangles
+    t = lattice.table("triangles", spins.device)
     a, b, c = spins[..., t[:, 0], :], spins[..., t[:, 1], :], spins[..., t[:, 2], :]
     return (a * torch.linalg.cross(b, c, dim=-1)).sum(-1)
 
 
 def bond_field(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """φ_i = (1/z) Σ_nn S_i·S_j, ``[..., N]``."""
-    nb = spins[..., lattice.neighbors, :]  # [..., N, z, 3]
+    nb = spins[..., lattice.table("neighbors", spins.device), :]  # [..., N, z, 3]
     return (spins[..., :, None, :] * nb).sum(-1).mean(-1)
 
 
 def nn_correlation(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """Mean nearest-neighbour correlation ⟨S_i·S_j⟩ over all bonds, ``[...]``."""
-    b = lattice.bonds
+    b = lattice.table("bonds", spins.device)
     return (spins[..., b[:, 0], :] * spins[..., b[:, 1], :]).sum(-1).mean(-1)
 
 
@@ -86,9 +90,10 @@ def _shortest_q(lattice: Lattice) -> np.ndarray:
     return vec
 
 
-def q_norms(lattice: Lattice) -> torch.Tensor:
-    """``[L, L]`` |q| of the shortest representative of q = (m1 b1 + m2 b2)/L, indexed [m2, m1]."""
-    return torch.from_numpy(np.linalg.norm(_shortest_q(lattice), axis=-1))
+def q_norms(lattice: Lattice, device=None) -> torch.Tensor:
+    """``[L, L]`` |q| (float64, on ``device``) of the shortest representative of q = (m1 b1 + m2 b2)/L,
+    indexed [m2, m1]."""
+    return torch.from_numpy(np.linalg.norm(_shortest_q(lattice), axis=-1)).to(device)
 
 
 def _fourier(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, int]:
@@ -120,7 +125,7 @@ def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     F, n = _fourier(field, lattice)
     if n == 2 * N:
         delta = lattice.basis.sum(0) / 3
-        phase = torch.exp(-1j * torch.from_numpy(_shortest_q(lattice) @ delta))
+        phase = torch.exp(-1j * torch.from_numpy(_shortest_q(lattice) @ delta)).to(F.device)
         F = F[..., 0, :, :] + phase * F[..., 1, :, :]
     else:
         F = F[..., 0, :, :]
@@ -129,32 +134,32 @@ def structure_factor(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
 
 def domain_length(Sq: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """L = 2π / ⟨|q|⟩ from a structure factor ``[..., L, L]`` (module docstring)."""
-    q = q_norms(lattice).to(Sq)
+    q = q_norms(lattice, Sq.device).to(Sq.dtype)
     w = Sq.clone()
     w[..., 0, 0] = 0.0
     return 2 * math.pi * w.sum((-1, -2)) / (w * q).sum((-1, -2))
 
 
 def _r_norms(lattice: Lattice) -> torch.Tensor:
-    """``[L, L]`` minimum-image |R| of the lattice vectors (``Lattice.image_norms``)."""
+    """``[L, L]`` minimum-image |R| (kept for callers outside this module; use ``Lattice.image_norms``)."""
     return lattice.image_norms
 
 
 def correlation_function(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, torch.Tensor]:
     """Circularly averaged C(r) of a site ``[..., N]`` or triangle ``[..., 2N]`` field.
 
-    Returns shell radii ``[n_shell]`` and C ``[..., n_shell]`` with C(0) = 1. Correlations are
-    taken within each Bravais sub-lattice of the field (up and down triangles separately, then
-    averaged), by FFT.
+    Returns shell radii ``[n_shell]`` (minimum-image |R|, ``Lattice.image_norms``) and C
+    ``[..., n_shell]`` with C(0) = 1. Correlations are taken within each Bravais sub-lattice of the
+    field (up and down triangles separately, then averaged), by FFT.
     """
     F, _ = _fourier(field, lattice)
     corr = torch.fft.ifft2(F.abs() ** 2).real.sum(-3)  # [..., y, x]
     corr = corr / corr[..., :1, :1].clamp_min(1e-300)
-    r = _r_norms(lattice).reshape(-1)
+    r = lattice.table("image_norms", corr.device).reshape(-1)
     shells, inverse = torch.unique(torch.round(r * 1e6) / 1e6, return_inverse=True)
     flat = corr.reshape(*corr.shape[:-2], -1)
-    total = torch.zeros(*flat.shape[:-1], len(shells), dtype=torch.float64).index_add_(-1, inverse, flat)
-    count = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(r))
+    total = flat.new_zeros(*flat.shape[:-1], len(shells)).index_add_(-1, inverse, flat)
+    count = r.new_zeros(len(shells)).index_add_(0, inverse, torch.ones_like(r))
     return shells, total / count
 
 
@@ -172,17 +177,17 @@ def correlation_length(field: torch.Tensor, lattice: Lattice, level: float = 0.5
     return r0 + (c0 - level) / (c0 - c1).clamp_min(1e-300) * (r1 - r0)
 
 
-def triangle_pairs(lattice: Lattice) -> torch.Tensor:
-    """``[3N, 2]`` edge-sharing (up, down) triangle pairs, as indices into ``lattice.triangles``.
+def triangle_pairs(lattice: Lattice, device=None) -> torch.Tensor:
+    """``[3N, 2]`` edge-sharing (up, down) triangle pairs, as indices into ``lattice.triangles`` (on ``device``).
 
     The up triangle (r, r+a1, r+a2) shares its edges with the down triangles at r (edge r+a1, r+a2),
     r - a2 (edge r, r+a1) and r - a1 (edge r, r+a2); each shared edge appears once.
     """
     if lattice.kind != "triangular":
         raise ValueError(f"triangle pairs need the triangular lattice, got {lattice.kind!r}")
-    N, up = lattice.n_sites, torch.arange(lattice.n_sites)
+    N, up = lattice.n_sites, torch.arange(lattice.n_sites, device="cpu")
     down = [up, lattice.shifted(0, -1), lattice.shifted(-1, 0)]
-    return torch.cat([torch.stack([up, N + d], 1) for d in down])
+    return torch.cat([torch.stack([up, N + d], 1) for d in down]).to(device)
 
 
 def wall_length(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
@@ -195,7 +200,7 @@ def wall_length(field: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """
     if field.shape[-1] != 2 * lattice.n_sites:
         raise ValueError(f"field must have 2N={2 * lattice.n_sites} entries (one per triangle), got {field.shape[-1]}")
-    p = triangle_pairs(lattice)
+    p = triangle_pairs(lattice, field.device)
     walls = (torch.sign(field[..., p[:, 0]]) * torch.sign(field[..., p[:, 1]]) < 0).sum(-1)
     return lattice.n_sites * math.sqrt(3) / 2 / walls.to(torch.float64)
 
@@ -206,15 +211,15 @@ def radial_average(Sq: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, to
     Δq is the smallest nonzero |q| of the torus; q = 0 is left out. Returns the mean |q| of each
     non-empty shell ``[n_shell]`` and the mean S in it ``[..., n_shell]``.
     """
-    q = q_norms(lattice).reshape(-1)
+    q = q_norms(lattice, Sq.device).reshape(-1)
     dq = q[q > 1e-12].min()
     k = torch.round(q / dq).long()
     keep = k >= 1
     shells, inverse = torch.unique(k[keep], return_inverse=True)
     flat = Sq.reshape(*Sq.shape[:-2], -1)[..., keep].to(torch.float64)
-    count = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(q[keep]))
-    total = torch.zeros(*flat.shape[:-1], len(shells), dtype=torch.float64).index_add_(-1, inverse, flat)
-    qbar = torch.zeros(len(shells), dtype=torch.float64).index_add_(0, inverse, q[keep]) / count
+    count = q.new_zeros(len(shells)).index_add_(0, inverse, torch.ones_like(q[keep]))
+    total = flat.new_zeros(*flat.shape[:-1], len(shells)).index_add_(-1, inverse, flat)
+    qbar = q.new_zeros(len(shells)).index_add_(0, inverse, q[keep]) / count
     return qbar, total / count
 
 
@@ -228,7 +233,7 @@ def wall_anisotropy(Sq: torch.Tensor, lattice: Lattice, q_min: float, q_max: flo
     """
     if lattice.kind != "triangular":
         raise ValueError(f"wall_anisotropy is defined for the triangular lattice, got {lattice.kind!r}")
-    q = torch.from_numpy(_shortest_q(lattice)).reshape(-1, 2)
+    q = torch.from_numpy(_shortest_q(lattice)).reshape(-1, 2).to(Sq.device)
     norm = q.norm(dim=-1)
     band = (norm >= q_min) & (norm <= q_max) & (norm > 1e-12)
     phi = torch.rad2deg(torch.atan2(q[:, 1], q[:, 0])) % 60.0
@@ -259,8 +264,9 @@ def fm_clusters(spins: torch.Tensor, lattice: Lattice, threshold: float = 0.0) -
         raise ValueError("fm_clusters takes one configuration [N, 3]")
     if not -1.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [-1, 1), got {threshold}")
+    bonds = lattice.table("bonds", spins.device)
+    dot = (spins[bonds[:, 0]] * spins[bonds[:, 1]]).sum(-1).cpu().numpy()
     b = lattice.bonds.numpy()
-    dot = (spins[b[:, 0]] * spins[b[:, 1]]).sum(-1).cpu().numpy()
     fm = b[dot > threshold]
     N = lattice.n_sites
     g = coo_matrix((np.ones(len(fm)), (fm[:, 0], fm[:, 1])), shape=(N, N))
@@ -285,9 +291,14 @@ def cluster_length(labels: np.ndarray, weighted: bool = False) -> float:
     return float(np.sqrt(mean))
 
 
+def _numpy(x) -> np.ndarray:
+    """A float64 NumPy copy of a tensor on any device, a list or an array."""
+    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
+
+
 def growth_exponent(t, L, t_min=None, t_max=None) -> tuple[float, float]:
     """Least-squares fit log L = c + n log t on t_min <= t <= t_max: returns (n, standard error of n)."""
-    t, L = np.asarray(t, float), np.asarray(L, float)
+    t, L = _numpy(t), _numpy(L)
     sel = (t > 0) & (L > 0)
     if t_min is not None:
         sel &= t >= t_min

@@ -46,8 +46,8 @@ def _rotation(theta: float) -> np.ndarray:
 class Lattice:
     """An ``L × L`` periodic square or triangular lattice.
 
-    Attributes are computed once and cached. Integer index tensors are ``torch.long``;
-    positions are ``torch.float64``.
+    Attributes are computed once and cached, on the CPU; ``table(name, device)`` gives (and keeps) a
+    copy on another device. Integer index tensors are ``torch.long``; positions are ``torch.float64``.
     """
 
     kind: str
@@ -101,12 +101,28 @@ class Lattice:
 
     translation = shifted  # a translation as a site permutation
 
+    def table(self, name: str, device=None) -> torch.Tensor:
+        """The tensor attribute ``name`` (``"bonds"``, ``"neighbors"``, ``"triangles"``, ``"image_norms"``, ...)
+        on ``device`` (default: the CPU, where the attributes live); the copy is kept for later calls."""
+        value = getattr(self, name)
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{name!r} is not a tensor attribute of the lattice")
+        device = torch.device("cpu") if device is None else torch.device(device)
+        if device.type == "cpu":
+            return value
+        copies = self.__dict__.setdefault("_device_tables", {})
+        key = (name, str(device))
+        if key not in copies:
+            copies[key] = value.to(device)
+        return copies[key]
+
     @cached_property
     def image_norms(self) -> torch.Tensor:
         """``[L, L]`` minimum-image length |R| of the lattice vector R = x·a1 + y·a2, indexed ``[y, x]``.
 
         The shortest of R + m·L·a1 + n·L·a2 over m, n ∈ {-1, 0, 1} (enough on a rhombic torus whose
-        basis is reduced, as both of ours are). float64, on the CPU; ``.to(device)`` as needed.
+        basis is reduced, as both of ours are). float64, on the CPU; ``table("image_norms", device)``
+        elsewhere.
         """
         c = torch.arange(self.L)
         y, x = torch.meshgrid(c, c, indexing="ij")
@@ -118,14 +134,16 @@ class Lattice:
         return best
 
     def distances(self, sites=None) -> torch.Tensor:
-        """Minimum-image distances ``[len(sites), N]`` from each of ``sites`` (default: all) to every site."""
+        """Minimum-image distances ``[len(sites), N]`` (float64) from each of ``sites`` (default: all) to
+        every site; on the device of ``sites`` when it is a tensor, else on the CPU."""
+        device = sites.device if isinstance(sites, torch.Tensor) else None
         sites = torch.arange(self.n_sites) if sites is None else torch.as_tensor(sites, dtype=torch.long).reshape(-1)
         if sites.numel() and (sites.min() < 0 or sites.max() >= self.n_sites):
             raise ValueError(f"sites must be indices in [0, {self.n_sites}), got {sites.tolist()}")
-        c = self.coords
+        c = self.table("coords", device)
         dx = (c[None, :, 0] - c[sites, None, 0]) % self.L
         dy = (c[None, :, 1] - c[sites, None, 1]) % self.L
-        return self.image_norms[dy, dx]
+        return self.table("image_norms", device)[dy, dx]
 
     # ---------------------------------------------------------------- bonds
     @property

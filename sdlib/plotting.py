@@ -1,8 +1,12 @@
-"""Matplotlib figures used by the chapters. Only drawing: every number comes from the library."""
+"""Matplotlib figures used by the chapters. Only drawing: every number comes from the library.
+
+Values may be tensors on any device, NumPy arrays or lists (tensors are copied to the CPU first).
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import ListedColormap
 
@@ -11,6 +15,11 @@ from .lattice import Lattice
 __all__ = ["plot_lattice", "plot_spins", "plot_dos", "plot_phase_diagram", "plot_site_field", "plot_triangle_field"]
 
 STATE_COLORS = {"FM": "#d62728", "Neel": "#1f77b4", "stripe": "#2ca02c", "120": "#9467bd", "tetrahedral": "#ff7f0e"}
+
+
+def _numpy(x) -> np.ndarray:
+    """A NumPy array of a tensor on any device (detached), an array or a list."""
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def _axes(ax):
@@ -47,7 +56,7 @@ def plot_lattice(lat: Lattice, ax=None, triangles: bool = True, labels: bool = F
 def plot_spins(lat: Lattice, spins, ax=None, title=None):
     """In-plane arrows (S_x, S_y) at the sites, colour = S_z."""
     ax = _axes(ax)
-    s = np.asarray(spins)
+    s = _numpy(spins)
     pos = lat.positions.numpy()
     ax.add_collection(LineCollection(_inner_bonds(lat, lat.bonds.numpy()), colors="0.85", lw=0.8))
     q = ax.quiver(pos[:, 0], pos[:, 1], s[:, 0], s[:, 1], s[:, 2], cmap="coolwarm", clim=(-1, 1),
@@ -64,7 +73,8 @@ def plot_dos(energies, curves: dict, ax=None, mu=None, title=None):
     """DOS curves ``{label: values}`` against energy; a dashed line at μ."""
     ax = _axes(ax)
     for label, values in curves.items():
-        ax.plot(energies, np.asarray(values), label=label, color=STATE_COLORS.get(label, "k" if "random" in label else None), lw=1.3)
+        colour = STATE_COLORS.get(label, "k" if "random" in label else None)
+        ax.plot(_numpy(energies), _numpy(values), label=label, color=colour, lw=1.3)
     if mu is not None:
         ax.axvline(mu, color="k", ls="--", lw=1, label="μ")
     ax.set_xlabel("energy ε / t")
@@ -80,7 +90,7 @@ def plot_phase_diagram(names, winner, Js, mus, ax=None, title=None):
     ax = _axes(ax)
     cmap = ListedColormap([STATE_COLORS.get(n, "0.5") for n in names])
     extent = (mus[0], mus[-1], Js[0], Js[-1])
-    ax.imshow(np.asarray(winner), origin="lower", aspect="auto", extent=extent, cmap=cmap,
+    ax.imshow(_numpy(winner), origin="lower", aspect="auto", extent=extent, cmap=cmap,
               vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest")
     for k, n in enumerate(names):
         ax.plot([], [], "s", color=STATE_COLORS.get(n, "0.5"), label=n)
@@ -97,7 +107,7 @@ def plot_site_field(lat: Lattice, values, ax=None, cmap="RdBu_r", vmin=None, vma
     ax = _axes(ax)
     pos = lat.positions.numpy()
     size = max(2.0, 3.2e4 / lat.n_sites)
-    im = ax.scatter(pos[:, 0], pos[:, 1], c=np.asarray(values), cmap=cmap, vmin=vmin, vmax=vmax, s=size, marker="s", lw=0)
+    im = ax.scatter(pos[:, 0], pos[:, 1], c=_numpy(values), cmap=cmap, vmin=vmin, vmax=vmax, s=size, marker="s", lw=0)
     ax.set_aspect("equal")
     ax.axis("off")
     if title:
@@ -116,7 +126,7 @@ def plot_triangle_field(lat: Lattice, values, ax=None, cmap="PuOr", vmin=-0.77, 
     for k in (1, 2):
         d = tri[:, k][:, None, :] + shifts[None] - tri[:, 0][:, None, :]
         tri[:, k] = tri[:, 0] + d[np.arange(len(tri)), np.linalg.norm(d, axis=-1).argmin(1)]
-    coll = PolyCollection(tri, array=np.asarray(values), cmap=cmap, edgecolor="none")
+    coll = PolyCollection(tri, array=_numpy(values), cmap=cmap, edgecolor="none")
     coll.set_clim(vmin, vmax)
     ax.add_collection(coll)
     ax.autoscale_view()

@@ -58,6 +58,8 @@ class Descriptor(nn.Module):
         4851 features, 997 with r_p = 1.5. Its features are a subset of the full descriptor's.
 
     ``forward(spins)``: ``[N, 3]`` or ``[B, N, 3]`` → ``[N, F]`` or ``[B, N, F]``, F = ``n_features``.
+    The index tables and the basis are buffers: ``descriptor.to(device)`` moves them, and the spins
+    must be on the same device (and have the same dtype).
     """
 
     def __init__(self, lattice: Lattice, cutoff: float | None = None, dtype: torch.dtype = torch.float64,
@@ -186,6 +188,9 @@ class Descriptor(nn.Module):
         if spins.dim() not in (2, 3) or spins.shape[-2:] != (self.n_sites, 3):
             raise ValueError(f"spins must have shape [{self.n_sites}, 3] or [B, {self.n_sites}, 3], "
                              f"got {list(spins.shape)}")
+        if spins.device != self.basis.device:
+            raise ValueError(f"spins are on {spins.device}, the descriptor on {self.basis.device}; "
+                             f"move one of them, e.g. descriptor.to(spins.device)")
         if spins.dtype != self.basis.dtype:
             raise ValueError(f"spins dtype {spins.dtype} differs from the descriptor's {self.basis.dtype}; "
                              f"use spins.to({self.basis.dtype}) or Descriptor(..., dtype={spins.dtype})")
