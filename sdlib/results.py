@@ -1,0 +1,166 @@
+"""The book's committed results, read from the files that hold them: one source for each number.
+
+- ``model_card(name)``: what a shipped network was trained on and its errors on held-out exact
+  quenches (its provenance in ``sdlib/data/<name>.json``, written by ``scripts/make_models.py``);
+- ``locality(name)``: swap sensitivity of the exact torques vs radius (``book/runs/03-locality``);
+- ``coarsening_run()``, ``coarsening_sweep(name)``: chiral-domain coarsening, chapter 04's
+  production run and its sweeps (``book/runs/04-triangular-coarsening``);
+- ``phase_separation_run()``: arrested phase separation, chapter 05's production run
+  (``book/runs/05-square-phase-separation``);
+- ``ml_benchmark()``: cost of the network against exact diagonalisation (``benchmarks/results_ml.json``).
+
+The book quotes these numbers through these functions rather than typing them, so a new model
+or a new run changes every page that quotes it. The book and benchmark files are in a checkout
+of the repository (sdlib installed in development mode), not in a wheel; ``root`` says where the
+checkout is. Fits use ``sdlib.analysis.growth_exponent``, as the chapters do.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import growth_exponent
+
+__all__ = ["ROOT", "model_card", "locality", "coarsening_run", "coarsening_sweep",
+           "phase_separation_run", "ml_benchmark"]
+
+DATA = Path(__file__).resolve().parent / "data"
+ROOT = DATA.parent.parent  # the checkout (development install)
+RUNS = Path("book") / "runs"
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the book's committed results are read from a "
+                                "checkout of the repository (pass root=<checkout>)")
+    return json.loads(path.read_text())
+
+
+def model_card(name: str) -> dict:
+    """A shipped network's training and accuracy, from its provenance.
+
+    Keys: ``lattice``, ``L`` (side of the exact-diagonalisation lattice of its data), ``J``,
+    ``filling``, ``kT`` (electron temperature of its labels), ``cutoff`` (descriptor radius, in
+    lattice constants), ``frames`` (train, validation, test), ``torque_error`` (relative rms error
+    of the torque S × H on held-out exact quenches: rms |T_net − T_exact| / rms |T_exact|),
+    ``energy_error`` (rms error of the energy per site there, units of t), ``held_out_frames``,
+    ``weights_sha256``.
+    """
+    cfg = _read(DATA / f"{name}.json")
+    physics, prov = cfg["physics"], cfg["provenance"]
+    held_out = prov["errors"]["held_out_quenches"]
+    return {"name": name, "lattice": physics["lattice"], "L": physics["L"], "J": physics["J"],
+            "filling": physics["filling"], "kT": physics["kT"], "cutoff": cfg["descriptor"]["cutoff"],
+            "frames": tuple(prov["data"]["frames"]), "torque_error": held_out["torque_rel"],
+            "energy_error": held_out["energy_rmse_per_site"], "held_out_frames": held_out["n_frames"],
+            "weights_sha256": cfg["weights_sha256"]}
+
+
+def locality(name: str, root: Path = ROOT) -> dict:
+    """Swap sensitivity of the exact torques of a model's training frames (chapter 03): the
+    relative rms change of a site's torque when every spin farther than R is replaced by another
+    quench's. Returns ``{"radii": [...], "sensitivity": {ensemble: [value per radius]}}``, the
+    ensembles of ``<name>.json`` and, where measured, of ``<name>-Te.json`` (higher T_e)."""
+    base = Path(root) / RUNS / "03-locality"
+    out = _read(base / f"{name}.json")
+    result = {"radii": list(out["radii"]), "sensitivity": dict(out["sensitivity"])}
+    extra = base / f"{name}-Te.json"
+    if extra.is_file():
+        more = _read(extra)
+        if list(more["radii"]) == result["radii"]:
+            result["sensitivity"] |= more["sensitivity"]
+    return result
+
+
+def _side(n_sites: int) -> int:
+    side = math.isqrt(n_sites)
+    return side if side * side == n_sites else n_sites
+
+
+def coarsening_run(root: Path = ROOT) -> dict:
+    """Chapter 04's production run: L(t) of the chirality domains and its fitted exponents.
+
+    Keys: ``L_big`` (lattice side), ``n_quenches``, ``t_end`` (ħ/t), ``t_fit`` (start of the fit),
+    ``J``, ``kT``, ``n_L`` and ``n_wall`` ((exponent, standard error) of L ∝ t^n from the
+    chirality correlation length and from the wall length, fitted for t ≥ t_fit as in the run),
+    ``halves``: the same two fits in the two halves of that window in log t, as
+    ``[((t_lo, t_hi), n_L, n_wall), ...]`` (how the exponent drifts), ``L_end``, ``wall_end``,
+    ``model_sha256`` and the network-vs-ED check: ``ref_L`` (side), ``ref_quenches``,
+    ``ref_t_end``, ``ref_max_dE`` (largest difference of the quench-mean energy per site, units of t)."""
+    run = Path(root) / RUNS / "04-triangular-coarsening"
+    s, v = _read(run / "summary.json"), _read(run / "validation.json")
+    p = s["params"]
+    t, L, wall = (np.asarray(s[k], dtype=float) for k in ("t", "L", "l_wall"))
+    t_mid = math.sqrt(p["t_fit"] * float(t[-1]))
+    halves = [((lo, hi), growth_exponent(t, L, lo, hi), growth_exponent(t, wall, lo, hi))
+              for lo, hi in ((p["t_fit"], t_mid), (t_mid, float(t[-1])))]
+    dE = np.abs(np.asarray(v["E_ml"]) - np.asarray(v["E_reference"])).max()
+    return {"L_big": p["L_big"], "n_quenches": s["n_seeds"], "t_end": s["t"][-1], "t_fit": p["t_fit"],
+            "J": p["J"], "kT": p["kT"], "n_L": tuple(s["growth_exponent"]),
+            "n_wall": tuple(s["growth_exponent_wall"]), "halves": halves, "L_end": s["L"][-1], "wall_end": s["l_wall"][-1],
+            "model_sha256": p.get("model_sha256"), "ref_L": _side(v["n_sites"]), "ref_quenches": v["n_seeds"],
+            "ref_t_end": v["t"][-1], "ref_max_dE": float(dE)}
+
+
+def _number(row: dict, key: str):
+    value = row.get(key)
+    return float(value) if value not in (None, "") else None
+
+
+def coarsening_sweep(name: str, root: Path = ROOT) -> list:
+    """The points of a sweep of chapter 04 (``"sweep_J"``, ``"sweep_kT"``), from the batch
+    tables (``summary.csv``) below ``book/runs/04-triangular-coarsening/<name>``: one dict per
+    finished run with ``J`` and ``kT`` (None where the table does not record them), ``L_big``,
+    ``t_end``, ``t_fit``, ``n_L`` ((exponent, error) from the chirality correlation length),
+    ``n_wall`` (exponent from the wall length) and ``L_end``; sorted by kT, J, lattice, time."""
+    import csv
+
+    points = []
+    for path in sorted((Path(root) / RUNS / "04-triangular-coarsening" / name).glob("**/summary.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("status") != "ok":
+                    continue
+                points.append({"J": _number(row, "J"), "kT": _number(row, "kT"), "L_big": int(row["L_big"]),
+                               "t_end": float(row["t_big"]), "t_fit": float(row["t_fit"]),
+                               "n_L": (float(row["growth_exponent"]), float(row["growth_exponent_err"])),
+                               "n_wall": float(row["growth_exponent_wall"]), "L_end": float(row["L_final"])})
+    order = lambda q: (q["kT"] or 0.0, q["J"] or 0.0, -q["L_big"], q["t_end"])
+    return sorted(points, key=order)
+
+
+def phase_separation_run(root: Path = ROOT) -> dict:
+    """Chapter 05's production run: the FM-cluster length L(t) of one large quench.
+
+    Keys: ``L`` (lattice side), ``n_quenches``, ``t_end``, ``kT``, ``threshold`` (bond-field
+    threshold of the clusters), ``t_start`` / ``t_split`` (the early fit is t_start ≤ t ≤ t_split,
+    the late one t ≥ t_split), ``n_early`` / ``n_late`` ((exponent, standard error) of L ∝ t^n),
+    ``L_end``, and the network-vs-ED check: ``ref_L``, ``ref_quenches``, ``ref_t_end``,
+    ``ref_max_dcorr`` (largest difference of the mean nearest-neighbour S_i·S_j) and
+    ``ref_max_dE`` (of the energy per site, units of t)."""
+    run = Path(root) / RUNS / "05-square-phase-separation"
+    s, v = _read(run / "summary.json"), _read(run / "validation.json")
+    p, e = s["params"], s["exponents"]
+    diff = lambda a, b: float(np.abs(np.asarray(v[a]) - np.asarray(v[b])).max())
+    return {"L": p["L"], "n_quenches": s["n_seeds"], "t_end": s["t"][-1], "kT": p["kT"],
+            "threshold": p["threshold"], "t_start": e["t_start"], "t_split": e["t_split"],
+            "n_early": tuple(e["early"]), "n_late": tuple(e["late"]), "L_end": s["L"][-1],
+            "ref_L": _side(v["n_sites"]), "ref_quenches": len(v["corr_ml"]), "ref_t_end": v["t"][-1],
+            "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference")}
+
+
+def ml_benchmark(root: Path = ROOT, device: str = "cpu") -> dict:
+    """Cost of the shipped square network (``benchmarks/bench_ml.py``): ``exponent_f64`` /
+    ``exponent_f32`` (time per evaluation ∝ N^p, 32² ≤ N ≤ 512²), ``speedup_ed`` ({L: (float64,
+    float32)} against one exact diagonalisation at the same N, measured interleaved), ``threads``,
+    ``cpu``, ``date``."""
+    bench = _read(Path(root) / "benchmarks" / "results_ml.json")
+    s = bench["summary"][device]
+    run = bench["runs"][-1]
+    return {"exponent_f64": s["exponents"]["ml64_eval"], "exponent_f32": s["exponents"]["ml32_eval"],
+            "speedup_ed": {q["L"]: (q["speedup64"], q["speedup32"]) for q in s["ratios"] if q["reference"] == "ed"},
+            "threads": s["exponents"]["threads"], "cpu": run["cpu"], "date": run["date"]}

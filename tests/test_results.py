@@ -1,0 +1,78 @@
+"""sdlib.results reads the committed results as they are stored (the intro's table relies on it)."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from sdlib import results
+from sdlib.analysis import growth_exponent
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "book" / "runs"
+
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
+@pytest.mark.parametrize("name", ["square-double-exchange", "triangular-tetrahedral"])
+def test_model_card_is_the_provenance(name):
+    cfg = read(ROOT / "sdlib" / "data" / f"{name}.json")
+    card = results.model_card(name)
+    held_out = cfg["provenance"]["errors"]["held_out_quenches"]
+    assert card["torque_error"] == held_out["torque_rel"] and 0 < card["torque_error"] < 1
+    assert card["held_out_frames"] == held_out["n_frames"]
+    assert card["cutoff"] == cfg["descriptor"]["cutoff"] and card["lattice"] == cfg["physics"]["lattice"]
+    assert card["weights_sha256"] == cfg["weights_sha256"]
+
+
+@pytest.mark.parametrize("name", ["square-double-exchange", "triangular-tetrahedral"])
+def test_locality_has_the_model_cutoff(name):
+    loc, card = results.locality(name), results.model_card(name)
+    assert any(math.isclose(r, card["cutoff"]) for r in loc["radii"])
+    assert all(len(v) == len(loc["radii"]) for v in loc["sensitivity"].values())
+
+
+def test_coarsening_run_is_the_summary():
+    s = read(RUNS / "04-triangular-coarsening" / "summary.json")
+    v = read(RUNS / "04-triangular-coarsening" / "validation.json")
+    run = results.coarsening_run()
+    assert run["n_L"] == tuple(s["growth_exponent"]) and run["n_wall"] == tuple(s["growth_exponent_wall"])
+    assert run["L_big"] == s["params"]["L_big"] and run["t_end"] == s["t"][-1]
+    assert run["ref_L"] ** 2 == v["n_sites"] and run["ref_max_dE"] > 0
+    (lo, mid), n_early, _ = run["halves"][0]
+    (mid2, hi), n_late, _ = run["halves"][1]
+    assert lo == s["params"]["t_fit"] and mid == mid2 and hi == s["t"][-1]
+    assert math.isclose(mid, math.sqrt(lo * hi))
+    assert n_early == growth_exponent(s["t"], s["L"], lo, mid)
+    whole = growth_exponent(s["t"], s["L"], lo)
+    assert math.isclose(whole[0], run["n_L"][0], rel_tol=1e-9)  # the run's fit is reproduced
+
+
+def test_coarsening_sweeps_read_every_finished_run():
+    J = results.coarsening_sweep("sweep_J")
+    kT = results.coarsening_sweep("sweep_kT")
+    assert {q["J"] for q in J} >= {2.0, 3.0, 4.0}
+    assert len(kT) >= 2 and all(q["kT"] is not None for q in kT)
+    assert all(len(q["n_L"]) == 2 and q["L_big"] > 0 for q in J + kT)
+
+
+def test_phase_separation_run_is_the_summary():
+    s = read(RUNS / "05-square-phase-separation" / "summary.json")
+    run = results.phase_separation_run()
+    assert run["n_early"] == tuple(s["exponents"]["early"]) and run["n_late"] == tuple(s["exponents"]["late"])
+    assert run["L"] == s["params"]["L"] and run["ref_quenches"] >= 1
+    assert 0 < run["ref_max_dcorr"] < 1 and run["ref_max_dE"] > 0
+
+
+def test_ml_benchmark_is_the_summary():
+    b = read(ROOT / "benchmarks" / "results_ml.json")["summary"]["cpu"]
+    out = results.ml_benchmark()
+    assert out["exponent_f64"] == b["exponents"]["ml64_eval"]
+    assert all(s64 > 1 and s32 > 1 for s64, s32 in out["speedup_ed"].values())
+
+
+def test_missing_results_say_where_they_are_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkout"):
+        results.coarsening_run(root=tmp_path)
