@@ -198,6 +198,28 @@ def test_plots_take_tensors_on_any_device(device):
     plt.close("all")
 
 
+@pytest.mark.parametrize("kind", ["square", "triangular"])
+def test_shape_static_api_on_the_meta_device(kind):
+    """Tensors on the ``meta`` device have shapes but no data, and torch refuses to mix them with CPU
+    tensors as it refuses CUDA ones: the functions whose output shapes do not depend on the data run
+    here on every machine (the others need ``.item()``, ``unique`` or masks, which meta cannot do)."""
+    meta = torch.device("meta")
+    lat = getattr(lattice, kind)(12)
+    spins = random_spins(lat.n_sites, 2, seed=10, device=meta)
+    phi = analysis.bond_field(spins, lat)
+    Sq = analysis.structure_factor(phi, lat)
+    out = [phi, analysis.nn_correlation(spins, lat), analysis.magnetization(spins), Sq,
+           analysis.domain_length(Sq, lat), analysis.mean_and_error(phi, dim=0)[1], analysis.q_norms(lat, meta)]
+    if kind == "triangular":
+        chi = analysis.chirality(spins, lat)
+        Sq = analysis.structure_factor(chi, lat)
+        out += [chi, Sq, analysis.domain_length(Sq, lat), analysis.wall_length(chi, lat),
+                analysis.triangle_pairs(lat, meta)]
+    grad = spins.clone().requires_grad_(True)
+    out += [Descriptor(lat).to(meta)(spins), torch.autograd.grad(Descriptor(lat).to(meta)(grad).sum(), grad)[0]]
+    assert [t.device.type for t in out] == ["meta"] * len(out)
+
+
 FACTORIES = {"zeros", "ones", "full", "empty", "arange", "tensor", "eye", "linspace", "randn", "rand", "randint"}
 
 
