@@ -91,7 +91,8 @@ def explore(recipe, committee, work, rnd: int, device=None, n_quenches: int | No
     if path.exists():
         return path
     t0 = time.perf_counter()
-    fr = quench_frames(_usable(committee, recipe, device), recipe, EXPLORE_SEED * rnd, n_quenches, device=device,
+    committee = _usable(committee, recipe, device)
+    fr = quench_frames(committee[0], recipe, EXPLORE_SEED * rnd, n_quenches, device=device,
                        dtype=torch.float32, deadline=deadline)
     scores = disagreement(committee, fr["spins"].to(device=device, dtype=torch.float32)).double().cpu()
     idx, uniform = select_frames(scores, recipe.select, recipe.uniform_fraction, seed=rnd)
@@ -109,16 +110,20 @@ def explore(recipe, committee, work, rnd: int, device=None, n_quenches: int | No
     return path
 
 
-def _usable(committee, recipe, device):
-    """The first member that can be used at the recipe's ensemble (a μ-input network must reach N_e)."""
+def _usable(committee, recipe, device) -> list:
+    """The members that can be used at the recipe's ensemble (a μ-input network must reach N_e)."""
     probe = ordered_configurations(recipe.lattice(), 1, seed=0)[0].to(device=device, dtype=torch.float32)
+    ok, err = [], None
     for ff in committee:
         try:
             ff(probe)
-            return ff
+            ok.append(ff)
         except ValueError as e:
             err = e
-    raise ValueError(f"no committee member can drive the exploration: {err}; train longer (epochs)")
+    if len(ok) < 2:
+        raise ValueError(f"fewer than two committee members can be used at the recipe's ensemble: {err}; "
+                         "train longer (epochs) or warm-start them (init_from)")
+    return ok
 
 
 def read_rounds(work) -> list:
