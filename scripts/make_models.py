@@ -123,7 +123,7 @@ def run_study(args) -> None:
         return
     init = None if args.init_from == "none" else args.init_from
     if args.stage == "gpu-round":
-        recipe = recipe.dry_run() if args.dry_run else recipe.replace(select=1000, quenches=24)
+        recipe = recipe.dry_run() if args.dry_run else recipe.replace(select=1000, quenches=48)
         gpu_round(recipe, args.work, args.out, minutes=args.minutes, driver=args.driver, init_from=init,
                   device=args.device, chunk=args.chunk, epochs=args.epochs)
         return

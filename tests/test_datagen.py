@@ -152,3 +152,13 @@ def test_gpu_round_dry_run(tmp_path):
     frames = read_frames(tmp_path / "work" / "round1" / "frames.h5")
     assert set(frames["source"]) <= {"explore", "uniform", "fm-droplets", "fm-stripe"}
     assert (frames["round"] == 1).all() and torch.isfinite(frames["score"]).all()
+
+
+def test_io_imports_no_dynamics():
+    """Quench data are made here, not in sdlib.io: the library's file layer knows no integrator."""
+    import subprocess
+    import sys
+
+    code = "import sys, sdlib.io; print('sdlib.dynamics' in sys.modules, 'sdlib.datagen' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

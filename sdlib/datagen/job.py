@@ -59,7 +59,7 @@ def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained
     label_dir = work / "round0" / "labels"
     labelled += step("label0", lambda: label_pool(pool, label_dir, recipe, chunk=chunk, device=device, log=log,
                                                   deadline=deadline - 0.7 * 60 * minutes))
-    train_kw = {"epochs": epochs, "init_from": init_from}
+    train_kw = {"epochs": epochs, "init_from": init_from, "batch_size": 16 if str(device).startswith("cuda") else 4}
     share = lambda frac: max(0.2, frac * left() / 60 / recipe.committee)  # noqa: E731 minutes per member
     step("round0", lambda: active_round(recipe, work, 0, device=device, chunk=chunk, explore_next=False, log=log,
                                         max_minutes=share(0.3), **train_kw))
