@@ -140,11 +140,6 @@ def domain_length(Sq: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     return 2 * math.pi * w.sum((-1, -2)) / (w * q).sum((-1, -2))
 
 
-def _r_norms(lattice: Lattice) -> torch.Tensor:
-    """``[L, L]`` minimum-image |R| (kept for callers outside this module; use ``Lattice.image_norms``)."""
-    return lattice.image_norms
-
-
 def correlation_function(field: torch.Tensor, lattice: Lattice) -> tuple[torch.Tensor, torch.Tensor]:
     """Circularly averaged C(r) of a site ``[..., N]`` or triangle ``[..., 2N]`` field.
 
