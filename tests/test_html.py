@@ -82,9 +82,10 @@ def test_no_script_from_the_network(doms, page):
 
 
 def text_outside_code(element) -> str:
-    """Text of an element without code, code outputs and scripts (MathJax leaves those alone)."""
+    """Text of an element without code, code outputs, scripts and widgets (MathJax leaves those
+    alone; widgets draw their own labels)."""
     element = BeautifulSoup(str(element), "html.parser")
-    for skip in element.select("pre, code, script, style, div.highlight, mjx-container"):
+    for skip in element.select("pre, code, script, style, div.highlight, mjx-container, div.widget-subarea"):
         skip.decompose()
     return element.get_text(" ")
 
