@@ -287,7 +287,7 @@ class MLForceField(nn.Module):
 
     def _check_mu(self, mu, spins: torch.Tensor) -> torch.Tensor:
         lo, hi = self.physics["mu_range"]
-        m = torch.as_tensor(mu, dtype=torch.float64).detach()
+        m = torch.as_tensor(mu, dtype=torch.float64, device=spins.device).detach()
         batch = spins.shape[:-2]
         if m.dim() == 0:
             m = m.expand(batch)
