@@ -84,7 +84,8 @@ def main():
     lines = [
         "# KPM benchmark (`benchmarks/bench_kpm.py`)", "",
         f"Triangular lattice, t = 1, J = {PARAMS['J']}, μ = {PARAMS['mu']}, kT = {PARAMS['kT']}, random spins; "
-        f"KPM with {args.moments} moments, Jackson kernel, probing distance {args.distance}, complex128. "
+        f"KPM with {args.moments} moments, {kpm[0][2].kernel or 'no'} kernel (the cost is the same with either), "
+        f"probing distance {args.distance}, complex128. "
         f"One field evaluation each (energy + fields).", "",
         f"Machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, date {date.today()}, "
