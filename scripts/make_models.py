@@ -131,7 +131,7 @@ def run_study(args) -> None:
     run_active(recipe, args.work, args.rounds, driver=args.driver, device=args.device, chunk=args.chunk,
                n_seed_quenches=args.seed_quenches, **kw)
     if args.baseline:
-        baseline(recipe, args.work, args.rounds, make_driver(recipe, args.driver), device=args.device,
+        baseline(recipe, args.work, args.rounds, make_driver(recipe, args.driver, args.device), device=args.device,
                  chunk=args.chunk, **kw)
 
 

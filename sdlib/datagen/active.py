@@ -26,7 +26,7 @@ import torch
 from ..electrons.ed import ExactSolver
 from ..io import atomic_write
 from .committee import heldout_errors, train_committee
-from .label import chunk_files, label_fixed, label_pool, write_frames
+from .label import chunk_files, default_device, label_fixed, label_pool, write_frames
 from .quench import quench_frames
 from .select import disagreement, ordered_configurations, select_frames
 
@@ -35,17 +35,20 @@ __all__ = ["make_driver", "seed", "make_heldout", "explore", "active_round", "ru
 HELDOUT_SEED, SEED_SEED, EXPLORE_SEED, BASELINE_SEED = 900_000, 100_000, 10_000, 500_000
 
 
-def make_driver(recipe, driver: str = "exact"):
+def make_driver(recipe, driver: str = "exact", device=None):
     """The force field of seed and held-out quenches: "exact" (``ExactSolver`` in the recipe's
-    ensemble), "pretrained" (the shipped model of the recipe's lattice) or a saved model's path."""
+    ensemble; it runs where the spins are), "pretrained" (the shipped model of the recipe's lattice)
+    or a saved model's path (networks in float32 on ``device``, default CUDA when present)."""
     from ..nn import MLForceField
 
     if driver == "exact":
         return ExactSolver(recipe.dynamics_model())
     if driver == "pretrained":
         name = {"square": "square-double-exchange", "triangular": "triangular-tetrahedral"}[recipe.kind]
-        return MLForceField.pretrained(name, lattice=recipe.lattice(), dtype=torch.float32)
-    return MLForceField.load(driver, lattice=recipe.lattice(), dtype=torch.float32)
+        ff = MLForceField.pretrained(name, lattice=recipe.lattice(), dtype=torch.float32)
+    else:
+        ff = MLForceField.load(driver, lattice=recipe.lattice(), dtype=torch.float32)
+    return ff.to(default_device(device))
 
 
 def _origin(n: int, rnd: int, frames: dict | None = None, source: str = "seed", score=None) -> dict:
@@ -62,6 +65,7 @@ def _cat(*parts) -> dict:
 
 def seed(recipe, work, driver, device=None, n_quenches: int | None = None, log=print) -> Path:
     """Round 0: frames of ``driver``-driven quenches plus ``recipe.ordered`` ordered configurations."""
+    device = default_device(device)
     path = Path(work) / "round0" / "frames.h5"
     if not path.exists():
         fr = quench_frames(driver, recipe, SEED_SEED, n_quenches, device=device)
@@ -74,6 +78,7 @@ def seed(recipe, work, driver, device=None, n_quenches: int | None = None, log=p
 
 def make_heldout(recipe, work, driver, device=None, n_quenches: int = 1, log=print) -> Path:
     """Held-out frames: ``n_quenches`` fresh quenches per bath temperature, labelled in the recipe's ensemble."""
+    device = default_device(device)
     path = Path(work) / "heldout" / "labels.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +92,7 @@ def explore(recipe, committee, work, rnd: int, device=None, n_quenches: int | No
             deadline: float | None = None) -> Path:
     """Frames for round ``rnd`` (≥ 1): quenches driven by member 0, scored by the committee, selected
     (``deadline``: no further bath temperature is started after it, see ``quench_frames``)."""
+    device = default_device(device)
     path = Path(work) / f"round{rnd}" / "frames.h5"
     if path.exists():
         return path
@@ -141,6 +147,7 @@ def active_round(recipe, work, rnd: int, device=None, shard=(0, 1), chunk: int =
                  log=print, **train_kw) -> dict:
     """Train the committee of round ``rnd`` on the labels of rounds 0..rnd, write its held-out errors
     to ``rounds.json``, then (``explore_next``) explore, select and label round ``rnd + 1``."""
+    device = default_device(device)
     work = Path(work)
     paths = [p for r in range(rnd + 1) for p in chunk_files(work / f"round{r}" / "labels")]
     committee = train_committee(recipe, paths, work / f"round{rnd}" / "committee", device=device, log=log, **train_kw)
@@ -164,6 +171,7 @@ def _count(path) -> int:
 def baseline(recipe, work, rounds: int, driver, device=None, chunk: int = 16, log=print, **train_kw) -> dict:
     """The comparison of ``rounds.json``: member 0 alone trained on as many frames as the last round
     had, all from ``driver``-driven quenches (round 0 plus fresh ones); written to ``baseline.json``."""
+    device = default_device(device)
     work = Path(work)
     last = {r["round"]: r for r in read_rounds(work)}[rounds]
     seed_files = chunk_files(work / "round0" / "labels")
@@ -192,7 +200,8 @@ def baseline(recipe, work, rounds: int, driver, device=None, chunk: int = 16, lo
 def run_active(recipe, work, rounds: int, driver="exact", device=None, chunk: int = 16, n_seed_quenches=None,
                log=print, **train_kw) -> list:
     """Seed, label, then ``rounds`` active rounds and a last committee on everything; returns ``rounds.json``."""
-    drv = make_driver(recipe, driver) if isinstance(driver, str) else driver
+    device = default_device(device)
+    drv = make_driver(recipe, driver, device) if isinstance(driver, str) else driver
     make_heldout(recipe, work, drv, device=device, log=log)
     frames = seed(recipe, work, drv, device=device, n_quenches=n_seed_quenches, log=log)
     label_pool(frames, Path(work) / "round0" / "labels", recipe, chunk=chunk, device=device, log=log)

@@ -22,6 +22,7 @@ from ..forcefield import torque
 from ..nn import MLForceField
 from ..training import FieldDataset, GrandDataset, fit_normalization, train
 from ..warmstart import warm_start
+from .label import default_device
 
 __all__ = ["TRAIN", "WARM", "grand_dataset", "train_committee", "heldout_errors"]
 
@@ -72,7 +73,7 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     unknown = set(overrides) - set(TRAIN)
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(TRAIN)}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     os.makedirs(out_dir, exist_ok=True)
     ds = grand_dataset(recipe, paths)
     if len(ds) < 3:
@@ -87,13 +88,13 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
         n_val = max(1, round(val * len(ds)))
         tr, va = _subset(ds, perm[n_val:], device), _subset(ds, perm[:n_val], device)
         torch.manual_seed(m)
-        ff = _member(recipe, device)
+        ff = _member(recipe, "cpu")
         warm = {}
-        if init_from is not None:
-            fit_normalization(ff, tr)
+        if init_from is not None:  # on the CPU (feature matching probes CPU spins), then to the device
+            fit_normalization(ff, _subset(ds, perm[n_val:], "cpu"))
             warm_start(ff, _load_start(recipe, init_from))
             warm = {"normalize": False, "keep_initial": True, "energy_start": 0, "energy_ramp": 1}
-        ff = ff.to(torch.float32)
+        ff = ff.to(device=device, dtype=torch.float32)
         ckpt = stem.with_suffix(".ckpt")
         hist = train(ff, tr, va, seed=m, checkpoint=ckpt, progress=False, **(cfg | warm))
         ff.provenance = {"recipe": recipe.to_dict(), "committee_member": m, "training": cfg | warm,

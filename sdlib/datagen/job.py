@@ -24,7 +24,7 @@ import torch
 
 from ..io import atomic_write
 from .active import active_round, explore, make_driver, make_heldout, read_rounds, seed
-from .label import chunk_files, label_pool, read_frames
+from .label import chunk_files, default_device, label_pool, read_frames
 
 __all__ = ["gpu_round"]
 
@@ -34,7 +34,7 @@ def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained
     """The budgeted round (module docstring); returns the report written to ``out/report.json``."""
     t_start = time.monotonic()
     deadline = t_start + 60 * minutes
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     work, out = Path(work), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lines, times, labelled = [], {}, []
@@ -53,7 +53,7 @@ def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained
         times[name] = round(time.monotonic() - t0, 1)
         return result
 
-    drv = make_driver(recipe, driver)
+    drv = make_driver(recipe, driver, device)
     step("heldout", lambda: make_heldout(recipe, work, drv, device=device, log=log))
     pool = step("seed", lambda: seed(recipe, work, drv, device=device, n_quenches=seed_quenches, log=log))
     label_dir = work / "round0" / "labels"

@@ -78,6 +78,11 @@ def labelled_index(out_dir) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
 
 
+def default_device(device=None) -> str:
+    """``device``, or CUDA when present, else the CPU: where labels are computed and networks run."""
+    return str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _parse_shard(shard) -> tuple[int, int]:
     k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
     if not 0 <= k < n:
@@ -94,7 +99,7 @@ def label_pool(frames_path, out_dir, recipe, shard=(0, 1), chunk: int = 16, devi
     k, n = _parse_shard(shard)
     if not (isinstance(chunk, int) and chunk >= 1):
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     pool = read_frames(frames_path)
     if pool["spins"].shape[1] != recipe.n_sites:
         raise ValueError(f"{frames_path} holds frames of {pool['spins'].shape[1]} sites; the recipe has {recipe.n_sites}")
@@ -141,7 +146,7 @@ def label_fixed(spins: torch.Tensor, path, recipe, device=None, batch: int = 4, 
     path = Path(path)
     if path.exists():
         return path
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     solver = ExactSolver(recipe.dynamics_model())
     part = path.with_name(path.name + ".part")
     if part.exists():
