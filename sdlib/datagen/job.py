@@ -98,7 +98,7 @@ def _report(recipe, work, times, device, wall, labelled_now) -> dict:
     return {"recipe": recipe.to_dict(), "device": dev, "wall_s": round(wall, 1), "step_s": times,
             "labelled_frames": labelled, "labelled_this_run": labelled_now, "selection": frames,
             "rounds": read_rounds(work),
-            "labelled_per_hour": None if not labelled_now else round(3600 * labelled_now / label_s)}
+            "labelled_per_hour": round(3600 * labelled_now / label_s) if labelled_now and label_s > 0 else None}
 
 
 def _n(path) -> int:
