@@ -5,8 +5,11 @@ does step by step — held-out frames, a seed pool (quenches driven by ``driver`
 shipped model of the lattice, whose quenches are cheap; ``"exact"`` for exact-LLG seeds), its
 labels, the round-0 committee (each member warm-started from ``init_from`` and trained for a share
 of the budget), exploration, selection of ``select`` frames and their labels, and the round-1
-committee with its held-out error. Every step resumes from what ``work`` holds, so a run cut by
-its budget (or killed) continues when started again with the same ``work``.
+committee with its held-out error. Budget marks (fractions of ``minutes``): seed labels end by
+0.35, the round-0 members train for a quarter of what is left, no exploration bath temperature
+starts after 0.6, round-1 labels end by 0.8, and the round-1 committee gets the rest. Every step
+resumes from what ``work`` holds, so a run cut by its budget (or killed) continues when started
+again with the same ``work`` (on a device machine: while it is still warm, as the labels stay there).
 
 The label files (~150 kB per 30 × 30 frame) stay in ``work``; ``out`` gets at most three small
 files: ``report.json`` (rounds, held-out errors, selection statistics, timings, labelled frames per
@@ -58,17 +61,17 @@ def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained
     pool = step("seed", lambda: seed(recipe, work, drv, device=device, n_quenches=seed_quenches, log=log))
     label_dir = work / "round0" / "labels"
     labelled += step("label0", lambda: label_pool(pool, label_dir, recipe, chunk=chunk, device=device, log=log,
-                                                  deadline=deadline - 0.7 * 60 * minutes))
+                                                  deadline=deadline - 0.65 * 60 * minutes))
     train_kw = {"epochs": epochs, "init_from": init_from, "batch_size": 16 if str(device).startswith("cuda") else 4}
     share = lambda frac: max(0.2, frac * left() / 60 / recipe.committee)  # noqa: E731 minutes per member
     step("round0", lambda: active_round(recipe, work, 0, device=device, chunk=chunk, explore_next=False, log=log,
-                                        max_minutes=share(0.3), **train_kw))
+                                        max_minutes=share(0.25), **train_kw))
     committee = _committee(recipe, work, 0, device)
     frames = step("explore", lambda: explore(recipe, committee, work, 1, device=device, log=log,
-                                             deadline=deadline - 0.55 * 60 * minutes))
+                                             deadline=deadline - 0.4 * 60 * minutes))
     labelled += step("label1", lambda: label_pool(frames, work / "round1" / "labels", recipe, chunk=chunk,
-                                                  device=device, log=log, deadline=deadline - 0.35 * 60 * minutes))
-    if left() > 60 and _complete(frames, work / "round1" / "labels"):
+                                                  device=device, log=log, deadline=deadline - 0.2 * 60 * minutes))
+    if left() > 45 and _complete(frames, work / "round1" / "labels"):
         step("round1", lambda: active_round(recipe, work, 1, device=device, explore_next=False, log=log,
                                             max_minutes=share(0.8), **train_kw))
     report = _report(recipe, work, times, device, time.monotonic() - t_start, sum(_n(p) for p in labelled))
