@@ -26,6 +26,7 @@ squared changes, the sensitivity and its jackknife error, the sample counts and 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     study = STUDIES[args.lattice]
     path = Path(args.json)
-    result = __import__("json").loads(path.read_text()) if path.exists() else {}
+    result = json.loads(path.read_text()) if path.exists() else {}
     if result and (result.get("kTs") != kTs or result.get("lattice") != args.lattice):
         ap.error(f"{path} holds another lattice or other kTs; use another --json")
     net = MLForceField.pretrained(study["network"])

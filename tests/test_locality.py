@@ -96,6 +96,9 @@ def test_dtype_and_device_follow_the_spins():
     s, other = _frames(lat, 2, seed=7).float()
     sens = swap_sensitivity(Ranged(lat, 1.0), s, lat, [3], [0.5, 1.0], other[None])
     assert sens.dtype == torch.float32 and sens.device == s.device and sens[1] < 1e-6
+    # every tensor is made on the spins' device: the meta device (no data) catches mixing on CPU-only machines
+    meta = swap_sensitivity(Ranged(lat, 1.0), s.to("meta"), lat, [3, 9], [0.5, 1.0], other[None].to("meta"))
+    assert meta.device.type == "meta" and meta.shape == (2,)
     if torch.cuda.is_available():
         cuda = swap_sensitivity(Ranged(lat, 1.0), s.cuda(), lat, [3], [0.5, 1.0], other[None].cuda())
         assert cuda.device.type == "cuda" and torch.allclose(cuda.cpu(), sens, atol=1e-5)
