@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from .electrons.ed import ExactSolver, occupations
+from .electrons.ed import ExactSolver, Levels
 from .forcefield import ForceFieldOutput, _rotate, torque
 
 __all__ = ["ExactTemperatures", "swapped", "swap_changes", "swap_sensitivity", "relative_rms", "cutoff_radius",
@@ -53,14 +53,11 @@ class ExactTemperatures:
 
     def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
         eps, vecs = self.solver.eigh(spins)
-        energies, fields = [], []
-        for kT in self.kTs:
-            f, _, omega = occupations(eps, mu=self.mu, kT=kT)
-            energies.append(omega)
-            fields.append(self.solver.model.J * ExactSolver.moments(ExactSolver.local_blocks(vecs, f))[0])
         dtype = spins.dtype if spins.is_floating_point() else torch.float64
+        mu = torch.tensor(self.mu, dtype=torch.float64)
+        outs = [Levels(eps, vecs, kT, self.solver.model.J, dtype).at(mu) for kT in self.kTs]
         dim = eps.dim() - 1  # the temperature axis goes after the batch axes
-        return ForceFieldOutput(torch.stack(energies, dim).to(dtype), torch.stack(fields, dim).to(dtype))
+        return ForceFieldOutput(torch.stack([o.energy for o in outs], dim), torch.stack([o.fields for o in outs], dim))
 
 
 def _check_sites(sites, n_sites: int, what: str) -> list[int]:
