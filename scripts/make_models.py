@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--work", required=True, help="work directory (labels, committees, rounds.json)")
         s.add_argument("--driver", default="pretrained" if stage == "gpu-round" else "exact",
                        help="force field of seed and held-out quenches: exact, pretrained or a model path")
-        s.add_argument("--init-from", default="pretrained", help="warm start of every member (pretrained, a path, none)")
+        s.add_argument("--init-from", default="auto", help="warm start of every member: pretrained, a path, none, or "
+                       "auto (pretrained where the shipped model has the study's mu-input physics: square; else none)")
         s.add_argument("--epochs", type=int, default=30)
         if stage == "active":
             s.add_argument("--rounds", type=int, default=2)
@@ -116,12 +117,15 @@ def run_shipped(p, args) -> None:
               lr=args.lr, lr_final=args.lr_final, recipe=rec)
 
 
+AUTO_INIT = {"square": "pretrained"}  # the shipped triangular model is canonical at T_e = 0: no warm start
+
+
 def run_study(args) -> None:
     recipe = study(args.study).with_settings(args.set)
     if args.stage == "label":
         label_pool(args.frames, args.to, recipe, shard=args.shard, chunk=args.chunk, device=args.device)
         return
-    init = None if args.init_from == "none" else args.init_from
+    init = {"none": None, "auto": AUTO_INIT.get(recipe.name)}.get(args.init_from, args.init_from)
     if args.stage == "gpu-round":
         recipe = recipe.dry_run() if args.dry_run else recipe.replace(select=1000, quenches=48)
         gpu_round(recipe, args.work, args.out, minutes=args.minutes, driver=args.driver, init_from=init,
