@@ -212,13 +212,15 @@ SQUARE = Recipe(
     name="square", kind="square", L=30, J=6.0, filling=0.485, kT=0.05, mus=_linspace(-6.4, -2.0, 12),
     bath_kT=(0.0, 0.005, 0.01, 0.02, 0.05), frame_times=(1.0, 2.5, 5.0, 10.0, 20.0, 40.0), cutoff=5.1,
     notes={"mus": "the grid of the shipped square model's grand labels (label-grand --mus=-6.4:-2.0:12)",
-           "cutoff": "sqrt(26) of Zhang & Chern; measured torque sensitivity 0.014 beyond R = 4.6 at T_e = 0.05"})
+           "cutoff": "sqrt(26) of Zhang & Chern; chapter 03: swap sensitivity 0.015 +- 0.007 (24x24) and "
+                     "0.021 +- 0.013 (36x36) beyond R = 4.6 at T_e = 0.05, so R = 4.6 is its cutoff"})
 TRIANGULAR = Recipe(
     name="triangular", kind="triangular", L=36, J=2.0, mu=-2.4194, kT=0.1,
     mus=tuple(round(-2.4194 + 0.2 * k, 4) for k in range(-2, 3)),
     bath_kT=(0.0, 0.002, 0.005, 0.01, 0.02), frame_times=(2.0, 5.0, 10.0, 20.0, 50.0, 100.0), cutoff=8.0,
     notes={"mu": "middle of the tetrahedral gap at f = 1/4 (edges -3.0000, -1.8388)",
-           "cutoff": "torque sensitivity <= 0.065 beyond R = 8 at T_e = 0.1 on 24-48"})
+           "cutoff": "chapter 03: swap sensitivity 0.052 +- 0.013 beyond R = 8 and 0.020 +- 0.003 beyond "
+                     "R = 10 at T_e = 0.1 (36x36); 8 keeps the committees affordable, 10 is the <= 0.03 cutoff"})
 STUDIES = {r.name: r for r in (SQUARE, TRIANGULAR)}
 
 
