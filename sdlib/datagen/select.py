@@ -19,22 +19,15 @@ import math
 
 import torch
 
-from ..forcefield import torque
+from ..committee import Committee
 
 __all__ = ["torque_spread", "disagreement", "select_frames", "ordered_configurations"]
 
 
-@torch.no_grad()
 def torque_spread(committee, spins: torch.Tensor, batch: int = 4) -> torch.Tensor:
-    """σ_i ``[M, N]`` of the committee (a list of force fields, ≥ 2) on frames ``spins [M, N, 3]``."""
-    if len(committee) < 2:
-        raise ValueError(f"a committee needs at least 2 networks, got {len(committee)}")
-    out = []
-    for k in range(0, spins.shape[0], batch):
-        s = spins[k:k + batch]
-        t = torch.stack([torque(s, ff(s).fields.to(s)) for ff in committee])  # [members, b, N, 3]
-        out.append((t - t.mean(0)).pow(2).sum(-1).mean(0).sqrt())
-    return torch.cat(out)
+    """σ_i ``[M, N]`` of the committee (a list of force fields, ≥ 2) on frames ``spins [M, N, 3]``
+    (``sdlib.committee.Committee.spread``)."""
+    return Committee(committee).spread(spins, batch)
 
 
 def disagreement(committee, spins: torch.Tensor, batch: int = 4) -> torch.Tensor:

@@ -1,0 +1,65 @@
+"""A committee of force fields: their mean as the prediction, their spread as the uncertainty.
+
+M networks trained on the same data with different seeds and splits agree where the data decide
+the torques and disagree where they do not. With T_i^m = S_i × H_i^m the torque of member m at
+site i, the committee predicts the mean and reports the per-site spread
+
+    T̄_i = (1/M) Σ_m T_i^m,    σ_i = sqrt( (1/M) Σ_m |T_i^m − T̄_i|² )    (units of t),
+
+a query-by-committee estimate of the error at each site (Seung, Opper, Sompolinsky, COLT 1992; as
+in DP-GEN, Zhang et al., Comput. Phys. Commun. 253, 107206 (2020)). Its calibration against the
+real error is a measurement, not a given (chapter 03). The mean energy and fields of the members
+are again −∂Ē/∂S, so a committee is itself a ``ForceField`` and can drive the dynamics.
+"""
+from __future__ import annotations
+
+import torch
+
+from .forcefield import ForceFieldOutput, torque
+
+__all__ = ["Committee"]
+
+
+class Committee:
+    """The mean of ``members`` (≥ 2 force fields on the same lattice) and their torque spread.
+
+    ``committee(spins)`` → ``ForceFieldOutput`` (mean energy, fields, and N and μ where every
+    member gives them); ``committee.evaluate(spins)`` → ``(output, spread)`` with the per-site
+    spread σ_i ``[..., N]`` from the same evaluations; ``committee.spread(spins)`` → σ only.
+    """
+
+    def __init__(self, members):
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"members must hold at least 2 force fields, got {len(members)}")
+        sizes = {getattr(m, "n_sites", None) for m in members}
+        if len(sizes) != 1:
+            raise ValueError(f"members must be built on one lattice, got n_sites {sorted(map(str, sizes))}")
+        self.members, self.n_sites = members, sizes.pop()
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def evaluate(self, spins: torch.Tensor) -> tuple[ForceFieldOutput, torch.Tensor]:
+        outs = [m(spins) for m in self.members]
+        fields = torch.stack([o.fields.to(spins.dtype) for o in outs])  # [M, ..., N, 3]
+        tq = torque(spins.expand_as(fields), fields)
+        spread = (tq - tq.mean(0)).pow(2).sum(-1).mean(0).sqrt()
+
+        def mean(key):
+            vals = [getattr(o, key) for o in outs]
+            return None if any(v is None for v in vals) else torch.stack(vals).mean(0)
+
+        return ForceFieldOutput(mean("energy"), fields.mean(0), mean("number"), mean("mu")), spread
+
+    def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
+        return self.evaluate(spins)[0]
+
+    @torch.no_grad()
+    def spread(self, spins: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+        """σ_i ``[..., N]``; frames ``[M, N, 3]`` are evaluated ``batch`` at a time (all at once by default)."""
+        if batch is None or spins.dim() == 2:
+            return self.evaluate(spins)[1]
+        if not (isinstance(batch, int) and batch >= 1):
+            raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+        return torch.cat([self.evaluate(spins[k:k + batch])[1] for k in range(0, spins.shape[0], batch)])
