@@ -32,7 +32,7 @@ import torch
 
 from .forcefield import ForceFieldOutput
 
-__all__ = ["find_mu", "canonical", "FixedFilling", "check_n_electrons"]
+__all__ = ["find_mu", "solve_mu", "canonical", "FixedFilling", "check_n_electrons", "check_mu"]
 
 MAX_ITER = 200
 
@@ -48,15 +48,25 @@ def check_n_electrons(n_electrons, n_sites: int) -> int:
     return n_electrons
 
 
+def check_mu(mu) -> torch.Tensor:
+    """A chemical potential (a number or one per configuration) as a float64 tensor; NaN or ±inf is
+    refused with a ValueError naming ``mu``."""
+    mu = torch.as_tensor(mu, dtype=torch.float64)
+    if not torch.isfinite(mu).all():
+        raise ValueError(f"mu must be finite, got {mu.tolist()}")
+    return mu
+
+
 def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | None = None,
             max_iter: int = MAX_ITER) -> torch.Tensor:
     """μ ``[...]`` with ``number(μ) = target``, for an increasing ``number`` (the one μ solver of sdlib).
 
     Bracketed Illinois iteration (modified regula falsi: the function value at an end kept twice in
     a row is halved, so both ends move; superlinear on smooth N(μ), about ten evaluations for a
-    network at fixed filling); it keeps a bracket, so it converges whenever N(lo) ≤ target ≤ N(hi). Batched: ``lo``, ``hi`` are ``[...]`` (one bracket per
-    configuration; ``target`` a number or ``[...]``). Stops when |N - target| ≤ ``tol`` (default 64 ulp of ``target`` in the dtype
-    of N: float32 networks resolve N only to ~1e-5 relative) or the bracket has shrunk to rounding.
+    network at fixed filling); it keeps a bracket, so it converges whenever N(lo) ≤ target ≤ N(hi).
+    Batched: ``lo``, ``hi`` are ``[...]`` (one bracket per configuration; ``target`` a number or
+    ``[...]``). Stops when |N - target| ≤ ``tol`` (default 64 ulp of ``target`` in the dtype of N:
+    float32 networks resolve N only to ~1e-5 relative) or the bracket has shrunk to rounding.
     Raises ``ValueError`` when the target lies outside [N(lo), N(hi)] for some configuration.
     """
     lo, hi = lo.clone(), hi.clone()
@@ -87,6 +97,15 @@ def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | Non
     return mu
 
 
+def solve_mu(state, n_electrons: int, name: str | None = None) -> torch.Tensor:
+    """μ* ``[...]`` of a grand-canonical ``state`` (kT > 0) with N(μ*) = N_e, by :func:`find_mu` in the
+    state's bracket; ``name`` says what fixed N_e in an error message (default ``n_electrons=N_e``)."""
+    try:
+        return find_mu(state.number, float(n_electrons), *state.bracket)
+    except ValueError as e:
+        raise ValueError(f"{name or f'n_electrons={n_electrons}'} cannot be reached by this solver: {e}") from None
+
+
 def canonical(state, n_electrons: int, name: str | None = None) -> ForceFieldOutput:
     """The canonical result of a grand-canonical ``state`` at N_e = ``n_electrons`` (module docstring).
 
@@ -97,12 +116,7 @@ def canonical(state, n_electrons: int, name: str | None = None) -> ForceFieldOut
     if fill is not None and getattr(state, "kT", None) == 0:
         out = fill(n_electrons)
     else:
-        lo, hi = state.bracket
-        try:
-            mu = find_mu(state.number, float(n_electrons), lo, hi)
-        except ValueError as e:
-            raise ValueError(f"{name or f'n_electrons={n_electrons}'} cannot be reached by this solver: {e}") from None
-        out = state.at(mu)
+        out = state.at(solve_mu(state, n_electrons, name))
     mu = out.mu.to(out.energy.dtype) if out.mu is not None else out.mu
     return ForceFieldOutput(out.energy + mu * n_electrons, out.fields, out.number, out.mu)
 

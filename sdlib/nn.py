@@ -11,9 +11,9 @@ Reference: Behler, Parrinello, PRL 98, 146401 (2007); Zhang, Zhang, Chern, arXiv
 A model built with ``mu_input=True`` takes the chemical potential as one more input of the site
 energy, ε_i = ε(G_i, μ), and learns the grand potential Ω(S, μ) = Σ_i ε_i at electron temperature
 kT > 0 (labels from :meth:`sdlib.ExactSolver.grand_labels`). Its electron number is
-N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (``ensemble.FixedFilling``, the library's one
-root finder, inside the trained range ``physics["mu_range"]``) and returns the free energy F = Ω(μ*) + μ* N_e with fields
--∂Ω/∂S at μ*, which equal -dF/dS because ∂Ω/∂μ = -N_e at μ* (the same Legendre identity as for
+N(S, μ) = -∂Ω/∂μ. At fixed filling it solves N(S, μ*) = N_e for μ* (``ensemble.FixedFilling``,
+the library's one root finder, inside the trained range ``physics["mu_range"]``) and returns the
+free energy F = Ω(μ*) + μ* N_e with fields -∂Ω/∂S at μ*, which equal -dF/dS because ∂Ω/∂μ = -N_e at μ* (the same Legendre identity as for
 ``ExactSolver`` at kT > 0). The site energies stay local while the electron number is conserved
 globally, as in the reference.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .ensemble import FixedFilling, find_mu
+from .ensemble import FixedFilling, solve_mu
 from .forcefield import ForceFieldOutput
 from .io import atomic_write
 from .lattice import Lattice
@@ -285,6 +285,13 @@ class MLForceField(nn.Module):
         """Site energies ε_i, ``[N]`` or ``[B, N]`` (units of t); ``mu`` only for a μ-input model."""
         return self.net(self.descriptor(spins), mu)
 
+    def _graph_input(self, spins: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        """The spins in the model's dtype as the leaf of the fields' graph; an outer graph (e.g. gradcheck
+        of the fields) is kept only when one is asked for (``create_graph`` with spins that require grad)."""
+        if create_graph and spins.requires_grad:
+            return spins.to(self.dtype)
+        return spins.detach().to(self.dtype).requires_grad_(True)
+
     def _check_mu(self, mu, spins: torch.Tensor) -> torch.Tensor:
         lo, hi = self.physics["mu_range"]
         m = torch.as_tensor(mu, dtype=torch.float64, device=spins.device).detach()
@@ -323,11 +330,10 @@ class MLForceField(nn.Module):
     @torch.no_grad()
     def solve_mu(self, spins) -> torch.Tensor:
         """μ* ``[]``/``[B]`` (float64) with N(S, μ*) = N_e for a μ-input model at fixed filling
-        (``ensemble.find_mu`` inside ``physics["mu_range"]``)."""
+        (``ensemble.solve_mu`` inside ``physics["mu_range"]``)."""
         if not self.mu_input or self.n_electrons is None:
             raise ValueError("solve_mu needs a mu_input model at fixed filling (physics['filling'])")
-        state = self.grand_state(spins)
-        return find_mu(state.number, float(self.n_electrons), *state.bracket).to(torch.float64)
+        return solve_mu(self.grand_state(spins), self.n_electrons, f"filling={self.physics['filling']}").to(torch.float64)
 
     def forward(self, spins, create_graph: bool = False) -> ForceFieldOutput:
         if self.mu_input:
@@ -337,9 +343,7 @@ class MLForceField(nn.Module):
         spins = self._check(spins)
         out_dtype = spins.dtype
         with torch.enable_grad():
-            # keep an outer graph (e.g. gradcheck of the fields) only when asked to build one
-            s = spins.to(self.dtype) if create_graph and spins.requires_grad else \
-                spins.detach().to(self.dtype).requires_grad_(True)
+            s = self._graph_input(spins, create_graph)
             energy = self.site_energies(s).sum(-1)
             (grad,) = torch.autograd.grad(energy.sum(), s, create_graph=create_graph)
         fields = -grad
@@ -409,8 +413,7 @@ class _MLState:
     def __init__(self, ff: MLForceField, spins: torch.Tensor, create_graph: bool):
         self.ff, self.spins, self.create_graph = ff, spins, create_graph
         with torch.enable_grad():
-            self.s = spins.to(ff.dtype) if create_graph and spins.requires_grad else \
-                spins.detach().to(ff.dtype).requires_grad_(True)
+            self.s = ff._graph_input(spins, create_graph)
             self.features = ff.descriptor(self.s)
         self._number = ff.net.number_at_features(self.features.detach())
 

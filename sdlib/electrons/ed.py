@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from ..ensemble import FixedFilling, check_n_electrons, find_mu
+from ..ensemble import FixedFilling, check_mu, solve_mu as _solve_state
 from ..forcefield import ForceFieldOutput
 from ..model import SDModel, check_spins
 
@@ -132,7 +132,7 @@ class Levels:
     def canonical_mu(self, n_electrons: int) -> torch.Tensor:
         if self.kT == 0:
             return fill(self.eps, n_electrons)[1]
-        return find_mu(self.number, float(n_electrons), *self.bracket)
+        return _solve_state(self, n_electrons)
 
 
 class ExactSolver:
@@ -178,10 +178,7 @@ class ExactSolver:
     def grand(self, spins: torch.Tensor, mu) -> ForceFieldOutput:
         """Grand-canonical Ω, fields, N at chemical potential ``mu`` (a number or one per configuration),
         whatever the model's own ensemble."""
-        mu = torch.as_tensor(mu, dtype=torch.float64)
-        if not torch.isfinite(mu).all():
-            raise ValueError(f"mu must be finite, got {mu.tolist()}")
-        return self.grand_state(spins).at(mu.to(self.model.hopping.dtype))
+        return self.grand_state(spins).at(check_mu(mu))
 
     @staticmethod
     def local_blocks(vecs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from ..ensemble import FixedFilling
+from ..ensemble import FixedFilling, check_mu
 from ..forcefield import ForceFieldOutput
 from ..model import SDModel, check_spins
 from . import _chebyshev as cheb
@@ -279,10 +279,7 @@ class KPMSolver:
 
     def grand(self, spins: torch.Tensor, mu) -> ForceFieldOutput:
         """Ω, fields, N at chemical potential ``mu`` (a number or one per configuration)."""
-        mu = torch.as_tensor(mu, dtype=torch.float64)
-        if not torch.isfinite(mu).all():
-            raise ValueError(f"mu must be finite, got {mu.tolist()}")
-        return self.grand_state(spins).at(mu)
+        return self.grand_state(spins).at(check_mu(mu))
 
     def __call__(self, spins: torch.Tensor) -> ForceFieldOutput:
         m = self.model
