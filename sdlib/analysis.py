@@ -30,6 +30,7 @@ Conventions
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from .lattice import Lattice
 __all__ = [
     "chirality", "bond_field", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
+    "FitWindow", "fit_window",
     "triangle_pairs", "wall_length", "radial_average", "mean_and_error", "wall_anisotropy",
 ]
 
@@ -308,3 +310,39 @@ def growth_exponent(t, L, t_min=None, t_max=None) -> tuple[float, float]:
     sigma2 = float(((y - A @ coef) ** 2).sum() / dof) if dof > 0 else 0.0
     cov = sigma2 * np.linalg.inv(A.T @ A)
     return float(coef[1]), float(np.sqrt(cov[1, 1]))
+
+
+class FitWindow(NamedTuple):
+    """What a window of L(t) offers a growth-law fit (``fit_window``)."""
+
+    ok: bool        #: every rule holds
+    points: int     #: points with t_min <= t <= t_max, t > 0 and finite L > 0
+    growth: float   #: max L / min L over them (0 without points)
+    span: float     #: last t / first t over them (0 without points)
+
+
+def fit_window(t, L, t_min, t_max=None, *, min_points: int = 5, min_growth: float = 1.0,
+               min_span: float = 1.0, min_length: float = 0.0) -> FitWindow:
+    """Whether L(t) on ``t_min <= t <= t_max`` can give a growth exponent worth quoting.
+
+    A power-law fit says nothing with too few points, over too short a range, or before domains
+    exist; the chapters fix their rule before looking at the data and state it. The window passes
+    when it has at least ``min_points`` points, L grows by at least a factor ``min_growth`` over
+    them, the times span at least a factor ``min_span``, and the smallest L is at least
+    ``min_length`` (uncorrelated spins have L of order half a lattice constant).
+    """
+    for name, value, low in (("min_points", min_points, 2), ("min_growth", min_growth, 1.0),
+                             ("min_span", min_span, 1.0), ("min_length", min_length, 0.0)):
+        if not value >= low:
+            raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    t, L = _numpy(t).astype(float), _numpy(L).astype(float)
+    if t.shape != L.shape or t.ndim != 1:
+        raise ValueError(f"t and L must be 1-d of the same length, got shapes {t.shape} and {L.shape}")
+    sel = (t >= t_min) & (t > 0) & np.isfinite(L) & (L > 0)
+    if t_max is not None:
+        sel &= t <= t_max
+    if not sel.any():
+        return FitWindow(False, 0, 0.0, 0.0)
+    growth, span = float(L[sel].max() / L[sel].min()), float(t[sel].max() / t[sel].min())
+    ok = sel.sum() >= min_points and growth >= min_growth and span >= min_span and L[sel].min() >= min_length
+    return FitWindow(bool(ok), int(sel.sum()), growth, span)

@@ -4,6 +4,8 @@ Values may be tensors on any device, NumPy arrays or lists (tensors are copied t
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -12,7 +14,8 @@ from matplotlib.colors import ListedColormap
 
 from .lattice import Lattice
 
-__all__ = ["plot_lattice", "plot_spins", "plot_dos", "plot_phase_diagram", "plot_site_field", "plot_triangle_field"]
+__all__ = ["plot_lattice", "plot_spins", "plot_dos", "plot_phase_diagram", "plot_site_field", "plot_triangle_field",
+           "plot_power_laws"]
 
 STATE_COLORS = {"FM": "#d62728", "Neel": "#1f77b4", "stripe": "#2ca02c", "120": "#9467bd", "tetrahedral": "#ff7f0e"}
 
@@ -135,3 +138,21 @@ def plot_triangle_field(lat: Lattice, values, ax=None, cmap="PuOr", vmin=-0.77, 
     if title:
         ax.set_title(title)
     return coll
+
+
+def plot_power_laws(ax, t, L, t0, exponents=(1.0, 0.5), styles=("-", "--", ":"), color="k"):
+    """Guides L(t0) (t / t0)^n from the first time t >= ``t0`` to the last, one per exponent n.
+
+    The guides start at the data point where a fit starts (not at t = 0), so a reader compares
+    slopes where the fit is made. Labels read "∝ t^n".
+    """
+    t, L = _numpy(t).astype(float), _numpy(L).astype(float)
+    after = np.flatnonzero((t >= t0) & (t > 0))
+    if len(after) < 2:
+        raise ValueError(f"t0 = {t0} leaves fewer than two positive times to draw guides over")
+    k = after[0]
+    tt = np.geomspace(t[k], t[after[-1]], 20)
+    for n, style in zip(exponents, styles * len(exponents)):
+        q = Fraction(n).limit_denominator(12)
+        label = "∝ t" if q == 1 else f"∝ t^{q}" if abs(float(q) - n) < 1e-9 else f"∝ t^{n:g}"
+        ax.plot(tt, L[k] * (tt / t[k]) ** n, style, color=color, lw=1, label=label)

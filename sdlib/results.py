@@ -7,6 +7,8 @@
   production run and its sweeps (``book/runs/04-triangular-coarsening``);
 - ``phase_separation_run()``: arrested phase separation, chapter 05's production run
   (``book/runs/05-square-phase-separation``);
+- ``run_figure(run, marker)``: a figure of a production run as its executed notebook shows it
+  (``book/runs/<run>/<notebook>.ipynb``), e.g. its late snapshots;
 - ``ml_benchmark()``: cost of the network against exact diagonalisation (``benchmarks/results_ml.json``).
 
 The book quotes these numbers through these functions rather than typing them, so a new model
@@ -16,6 +18,7 @@ checkout is. Fits use ``sdlib.analysis.growth_exponent``, as the chapters do.
 """
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
@@ -26,7 +29,7 @@ import numpy as np
 from .analysis import growth_exponent
 
 __all__ = ["ROOT", "model_card", "locality", "coarsening_run", "coarsening_sweep",
-           "phase_separation_run", "ml_benchmark"]
+           "phase_separation_run", "ml_benchmark", "run_figure"]
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = DATA.parent.parent  # the checkout (development install)
@@ -164,3 +167,24 @@ def ml_benchmark(root: Path = ROOT, device: str = "cpu") -> dict:
     return {"exponent_f64": s["exponents"]["ml64_eval"], "exponent_f32": s["exponents"]["ml32_eval"],
             "speedup_ed": {q["L"]: (q["speedup64"], q["speedup32"]) for q in s["ratios"] if q["reference"] == "ed"},
             "threads": s["exponents"]["threads"], "cpu": run["cpu"], "date": run["date"]}
+
+
+def run_figure(run: str, marker: str, root: Path = ROOT) -> bytes:
+    """The PNG figure printed by a committed production run: the first image output of the cell of
+    ``book/runs/<run>/*.ipynb`` (the run's executed notebook) whose source contains ``marker``.
+
+    The production runs are too large to re-execute when the book is built; their notebooks keep
+    the figures they drew, and the chapters show them from there (snapshots, for instance)."""
+    base = Path(root) / RUNS / run
+    notebooks = sorted(base.glob("*.ipynb"))
+    if len(notebooks) != 1:
+        raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")
+    cells = json.loads(notebooks[0].read_text())["cells"]
+    hits = [c for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])]
+    if not hits:
+        raise ValueError(f"no code cell of {notebooks[0].name} contains marker {marker!r}")
+    for out in hits[0].get("outputs", []):
+        png = out.get("data", {}).get("image/png")
+        if png:
+            return base64.b64decode("".join(png) if isinstance(png, list) else png)
+    raise ValueError(f"the cell of {notebooks[0].name} with marker {marker!r} has no PNG output")

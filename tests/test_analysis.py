@@ -134,3 +134,49 @@ def test_growth_exponent_recovers_power_law():
     assert abs(n_late - 0.4) < 0.05
     with pytest.raises(ValueError, match="at least 3"):
         analysis.growth_exponent(t, L, t_min=1e5)
+
+
+def test_fit_window_applies_each_rule():
+    t = np.geomspace(1, 100, 9)              # 9 points over a factor 100
+    L = 2 * t ** 0.5                          # grows by a factor 10
+    assert analysis.fit_window(t, L, 1).ok
+    w = analysis.fit_window(t, L, 10)         # t in [10, 100]: 5 points, growth sqrt(10)
+    assert (w.points, w.ok) == (5, True) and w.growth == pytest.approx(10 ** 0.5) and w.span == pytest.approx(10)
+    assert not analysis.fit_window(t, L, 10, min_points=6).ok
+    assert not analysis.fit_window(t, L, 10, min_growth=4).ok
+    assert not analysis.fit_window(t, L, 10, min_span=20).ok
+    assert not analysis.fit_window(t, L, 1, min_length=2.5).ok          # L(1) = 2 is too small
+    assert analysis.fit_window(t, L, 1, t_max=10).points == 5
+    L_nan = L.copy(); L_nan[-1] = np.nan                                 # non-finite points do not count
+    assert analysis.fit_window(t, L_nan, 10).points == 4
+    assert analysis.fit_window(t, L, 1000) == (False, 0, 0.0, 0.0)
+
+
+def test_fit_window_refuses_bad_rules():
+    t = np.arange(1.0, 6.0)
+    with pytest.raises(ValueError, match="min_growth"):
+        analysis.fit_window(t, t, 1, min_growth=0.5)
+    with pytest.raises(ValueError, match="same length"):
+        analysis.fit_window(t, t[:-1], 1)
+
+
+def test_power_law_guides_start_at_the_fit_start():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sdlib.plotting import plot_power_laws
+
+    t = np.geomspace(0.1, 100, 13)
+    L = 3 * t ** 0.4
+    fig, ax = plt.subplots()
+    plot_power_laws(ax, t, L, t0=1.0, exponents=(1.0, 0.5, 1 / 3))
+    lines = ax.get_lines()
+    assert [ln.get_label() for ln in lines] == ["∝ t", "∝ t^1/2", "∝ t^1/3"]
+    k = int(np.argmax(t >= 1.0))
+    for ln, n in zip(lines, (1.0, 0.5, 1 / 3)):
+        x, y = ln.get_data()
+        assert x[0] == pytest.approx(t[k]) and y[0] == pytest.approx(L[k]) and x[-1] == pytest.approx(t[-1])
+        assert np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(n)
+    with pytest.raises(ValueError, match="t0"):
+        plot_power_laws(ax, t, L, t0=1000.0)
+    plt.close(fig)

@@ -76,3 +76,29 @@ def test_ml_benchmark_is_the_summary():
 def test_missing_results_say_where_they_are_looked_for(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkout"):
         results.coarsening_run(root=tmp_path)
+
+
+def test_run_figure_is_the_cell_output(tmp_path):
+    import base64
+
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(40))
+    run = tmp_path / "book" / "runs" / "09-test"
+    run.mkdir(parents=True)
+    cells = [{"cell_type": "code", "source": ["x = 1\n"], "outputs": []},
+             {"cell_type": "code", "source": ["plot_snapshots(lat)\n"],
+              "outputs": [{"output_type": "stream", "text": "hello"},
+                          {"output_type": "display_data", "data": {"image/png": base64.b64encode(png).decode()}}]}]
+    (run / "09.ipynb").write_text(json.dumps({"cells": cells}))
+    assert results.run_figure("09-test", "plot_snapshots", root=tmp_path) == png
+    with pytest.raises(ValueError, match="no PNG"):
+        results.run_figure("09-test", "x = 1", root=tmp_path)
+    with pytest.raises(ValueError, match="marker"):
+        results.run_figure("09-test", "not there", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="one executed notebook"):
+        results.run_figure("10-missing", "x", root=tmp_path)
+
+
+@pytest.mark.parametrize("run, marker", [("04-triangular-coarsening", "plot_triangle_field(lat_big"),
+                                         ("05-square-phase-separation", "analysis.bond_field(spins_t[k, 0]")])
+def test_production_snapshots_are_there(run, marker):
+    assert results.run_figure(run, marker).startswith(b"\x89PNG")
