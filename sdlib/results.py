@@ -22,6 +22,7 @@ import base64
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def phase_separation_run(root: Path = ROOT) -> dict:
     the late one t ≥ t_split), ``n_early`` / ``n_late`` ((exponent, standard error) of L ∝ t^n),
     ``L_end``, and the network-vs-ED check: ``ref_L``, ``ref_quenches``, ``ref_t_end``,
     ``ref_max_dcorr`` (largest difference of the mean nearest-neighbour S_i·S_j) and
-    ``ref_max_dE`` (of the energy per site, units of t)."""
+    ``ref_max_dE`` (of the energy per site, units of t), ``clusters`` (:func:`printed_clusters`)."""
     run = Path(root) / RUNS / "05-square-phase-separation"
     s, v = _read(run / "summary.json"), _read(run / "validation.json")
     p, e = s["params"], s["exponents"]
@@ -153,7 +154,31 @@ def phase_separation_run(root: Path = ROOT) -> dict:
             "threshold": p["threshold"], "t_start": e["t_start"], "t_split": e["t_split"],
             "n_early": tuple(e["early"]), "n_late": tuple(e["late"]), "L_end": s["L"][-1],
             "ref_L": _side(v["n_sites"]), "ref_quenches": len(v["corr_ml"]), "ref_t_end": v["t"][-1],
-            "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference")}
+            "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference"),
+            "clusters": printed_clusters("05-square-phase-separation", root)}
+
+
+_CLUSTERS = re.compile(r"at t = ([\d.]+): ([\d.]+) clusters per quench, ([\d.]+) % of the sites")
+
+
+def printed_clusters(run: str, root: Path = ROOT) -> dict | None:
+    """The FM-cluster census a committed chapter-05 run printed at its last time: ``{"t", "per_quench",
+    "percent_sites"}``, or None if the run printed none.
+
+    The run's summary.json predates the census, which its executed notebook prints as
+    ``at t = <t>: <n> clusters per quench, <p> % of the sites ...``; only text outputs are read
+    (never the cells' source)."""
+    base = Path(root) / RUNS / run
+    notebooks = sorted(base.glob("*.ipynb"))
+    if len(notebooks) != 1:
+        raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")
+    text = "".join("".join(out.get("text", "")) for cell in json.loads(notebooks[0].read_text())["cells"]
+                   if cell["cell_type"] == "code" for out in cell.get("outputs", []))
+    hits = _CLUSTERS.findall(text)
+    if not hits:
+        return None
+    t, n, pct = (float(v) for v in hits[-1])
+    return {"t": t, "per_quench": n, "percent_sites": pct}
 
 
 def ml_benchmark(root: Path = ROOT, device: str = "cpu") -> dict:

@@ -64,6 +64,22 @@ def test_phase_separation_run_is_the_summary():
     assert run["n_early"] == tuple(s["exponents"]["early"]) and run["n_late"] == tuple(s["exponents"]["late"])
     assert run["L"] == s["params"]["L"] and run["ref_quenches"] >= 1
     assert 0 < run["ref_max_dcorr"] < 1 and run["ref_max_dE"] > 0
+    c = run["clusters"]  # the production run prints its cluster census at its last time
+    assert c is not None and c["t"] == s["t"][-1] and c["per_quench"] >= 1 and 0 < c["percent_sites"] < 100
+
+
+def test_printed_clusters_reads_outputs_not_source(tmp_path):
+    run = tmp_path / "book" / "runs" / "09-test"
+    run.mkdir(parents=True)
+    line = "at t = {}: {} clusters per quench, {} % of the sites in clusters\n"
+    cell = {"cell_type": "code", "source": [line.format(1.0, 9.0, 50.0)],
+            "outputs": [{"output_type": "stream", "name": "stdout",
+                         "text": [line.format(2.0, 7.0, 12.5), line.format(4.0, 5.0, 10.5)]}]}
+    (run / "run.ipynb").write_text(json.dumps({"cells": [cell]}))
+    assert results.printed_clusters("09-test", root=tmp_path) == {"t": 4.0, "per_quench": 5.0, "percent_sites": 10.5}
+    cell["outputs"] = []
+    (run / "run.ipynb").write_text(json.dumps({"cells": [cell]}))
+    assert results.printed_clusters("09-test", root=tmp_path) is None
 
 
 def test_ml_benchmark_is_the_summary():
