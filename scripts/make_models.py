@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from sdlib.datagen import STUDIES, baseline, gpu_round, label_pool, make_driver, run_active, study
+from sdlib.datagen import STUDIES, baseline, gpu_round, label_pool, make_driver, record, run_active, study
 from sdlib.datagen.shipped import RECIPES, generate, label_grand, relabel, with_coupling
 from sdlib.datagen.shipped_train import train
 
@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--max-minutes", type=float, default=None, help="training minutes per member")
             s.add_argument("--seed-quenches", type=int, default=None, help="seed quenches per bath (default: the recipe's)")
             s.add_argument("--baseline", action="store_true", help="also train member 0 on driver quenches only")
+            s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR/active.json")
         else:
             s.add_argument("--out", required=True, help="directory of the small outputs (<= 3 files)")
             s.add_argument("--minutes", type=float, default=9.0)
@@ -137,6 +138,8 @@ def run_study(args) -> None:
     if args.baseline:
         baseline(recipe, args.work, args.rounds, make_driver(recipe, args.driver, args.device), device=args.device,
                  chunk=args.chunk, **kw)
+    if args.record:
+        record(recipe, args.work, args.record)
 
 
 def main(argv=None) -> None:

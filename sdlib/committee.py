@@ -17,7 +17,7 @@ import torch
 
 from .forcefield import ForceFieldOutput, torque
 
-__all__ = ["Committee"]
+__all__ = ["Committee", "calibration"]
 
 
 class Committee:
@@ -63,3 +63,37 @@ class Committee:
         if not (isinstance(batch, int) and batch >= 1):
             raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
         return torch.cat([self.evaluate(spins[k:k + batch])[1] for k in range(0, spins.shape[0], batch)])
+
+
+def calibration(spread, error, n_bins: int = 10) -> dict:
+    """How well the committee spread predicts the real error: sites binned by spread.
+
+    ``spread`` σ_i and ``error`` |T̄_i − T_i^ref| (any matching shapes, one value per site) are
+    flattened; the sites are sorted by σ and cut into ``n_bins`` bins of equal count. Returns lists
+    (one entry per bin, increasing σ): ``spread`` (rms σ in the bin), ``error`` (rms error in the
+    bin), ``count``, and the scalars ``ratio`` = rms error / rms σ over all sites and ``rank_corr``,
+    the Spearman rank correlation of σ and the error per site. A calibrated spread has
+    error ≈ spread in every bin (points on the diagonal of chapter 03's figure); a spread that ranks
+    the sites well but is too small by a constant factor has rank_corr near 1 and ratio > 1.
+    """
+    s = torch.as_tensor(spread, dtype=torch.float64).flatten()
+    e = torch.as_tensor(error, dtype=torch.float64).flatten()
+    if s.shape != e.shape:
+        raise ValueError(f"spread and error must hold one value per site each, got {s.numel()} and {e.numel()}")
+    if not (isinstance(n_bins, int) and 1 <= n_bins <= s.numel()):
+        raise ValueError(f"n_bins must be an integer in [1, {s.numel()}] (the number of sites), got {n_bins!r}")
+    if not (torch.isfinite(s).all() and torch.isfinite(e).all()) or (s < 0).any() or (e < 0).any():
+        raise ValueError("spread and error must be finite and >= 0")
+    order = torch.argsort(s)
+    rms = lambda x: x.pow(2).mean().sqrt().item()
+    bins = torch.tensor_split(order, n_bins)
+
+    def ranks(x):
+        r = torch.empty_like(x)
+        r[torch.argsort(x)] = torch.arange(len(x), dtype=x.dtype)
+        return r
+
+    rs, re_ = ranks(s), ranks(e)
+    rank_corr = torch.corrcoef(torch.stack([rs, re_]))[0, 1].item()
+    return {"spread": [rms(s[b]) for b in bins], "error": [rms(e[b]) for b in bins],
+            "count": [len(b) for b in bins], "ratio": rms(e) / max(rms(s), 1e-300), "rank_corr": rank_corr}

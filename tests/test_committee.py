@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sdlib import ExactSolver, SDModel, lattice, random_spins
-from sdlib.committee import Committee
+from sdlib.committee import Committee, calibration
 from sdlib.forcefield import FiniteDifferenceFields, ForceFieldOutput, torque
 
 LAT = lattice.square(4)
@@ -61,3 +61,29 @@ def test_bad_committees_are_refused():
         Committee([solver(), ExactSolver(SDModel(lattice.square(6), J=4.0, mu=0.3, kT=0.2))])
     with pytest.raises(ValueError, match="batch must be"):
         Committee([solver(), solver(3.0)]).spread(random_spins(LAT.n_sites, (2,), seed=1), batch=0)
+
+
+def test_calibration_of_a_calibrated_spread_lies_on_the_diagonal():
+    # errors drawn with the rms the spread says: every bin's rms error equals its rms spread
+    g = torch.Generator().manual_seed(3)
+    sigma = torch.exp(torch.randn(40000, generator=g, dtype=torch.float64))
+    err = (sigma[:, None] * torch.randn(40000, 3, generator=g, dtype=torch.float64) / 3 ** 0.5).norm(dim=-1)
+    cal = calibration(sigma, err, n_bins=8)
+    assert sum(cal["count"]) == 40000 and cal["spread"] == sorted(cal["spread"])
+    assert torch.allclose(torch.tensor(cal["error"]), torch.tensor(cal["spread"]), rtol=0.03)
+    assert abs(cal["ratio"] - 1) < 0.02 and cal["rank_corr"] > 0.5
+    # a spread too small by 4 ranks the sites as well but its ratio says 4
+    small = calibration(sigma / 4, err, n_bins=8)
+    assert abs(small["ratio"] - 4) < 0.1 and abs(small["rank_corr"] - cal["rank_corr"]) < 1e-12
+    # a spread unrelated to the error: flat bins, no rank correlation
+    shuffled = calibration(sigma[torch.randperm(40000, generator=g)], err, n_bins=8)
+    assert abs(shuffled["rank_corr"]) < 0.03 and max(shuffled["error"]) / min(shuffled["error"]) < 1.15
+
+
+def test_calibration_refuses_bad_input():
+    with pytest.raises(ValueError, match="one value per site"):
+        calibration(torch.ones(5), torch.ones(4))
+    with pytest.raises(ValueError, match="n_bins"):
+        calibration(torch.ones(5), torch.ones(5), n_bins=6)
+    with pytest.raises(ValueError, match="finite"):
+        calibration(torch.tensor([1.0, float("nan")]), torch.ones(2), n_bins=1)

@@ -10,7 +10,7 @@ import torch
 
 from sdlib import ExactSolver, random_spins
 from sdlib.datagen import (SQUARE, TRIANGULAR, chunk_files, disagreement, gpu_round, label_pool, labelled_index,
-                           ordered_configurations, read_frames, select_frames, write_frames)
+                           ordered_configurations, read_frames, record, select_frames, write_frames)
 from sdlib.forcefield import ForceFieldOutput
 
 TINY = SQUARE.replace(L=4, cutoff=1.5, phase_cutoff=None, mus=(-4.0, -3.0, -2.0), frame_times=(0.1,), bath_kT=(0.0,))
@@ -152,6 +152,17 @@ def test_gpu_round_dry_run(tmp_path):
     frames = read_frames(tmp_path / "work" / "round1" / "frames.h5")
     assert set(frames["source"]) <= {"explore", "uniform", "fm-droplets", "fm-stripe"}
     assert (frames["round"] == 1).all() and torch.isfinite(frames["score"]).all()
+    # the committable summary: the saved committees re-evaluated, every labelled frame accounted for
+    summary = record(recipe, tmp_path / "work", tmp_path / "record", log=lambda *a: None)
+    assert json.loads((tmp_path / "record" / "active.json").read_text()) == json.loads(json.dumps(summary))
+    rounds = summary["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and summary["recipe"]["L"] == recipe.L
+    assert sum(rounds[1]["frames_by_origin"].values()) == 3 and "seed" in rounds[0]["frames_by_origin"]
+    assert sum(rounds[0]["frames_by_origin"].values()) == rounds[0]["labelled_frames"]
+    for r, old in zip(rounds, report["rounds"]):
+        assert r["heldout_torque_rel"]["members"] == pytest.approx(old["heldout_torque_rel"]["members"], rel=1e-6)
+        cal = r["heldout_torque_rel"]["calibration"]
+        assert sum(cal["count"]) == r["heldout_torque_rel"]["n_frames"] * recipe.n_sites and cal["ratio"] > 0
 
 
 def test_io_imports_no_dynamics():

@@ -30,7 +30,8 @@ from .label import chunk_files, default_device, label_fixed, label_pool, write_f
 from .quench import quench_frames
 from .select import disagreement, ordered_configurations, select_frames
 
-__all__ = ["make_driver", "seed", "make_heldout", "explore", "active_round", "run_active", "baseline", "read_rounds"]
+__all__ = ["make_driver", "seed", "make_heldout", "explore", "active_round", "run_active", "baseline", "read_rounds",
+           "record"]
 
 HELDOUT_SEED, SEED_SEED, EXPLORE_SEED, BASELINE_SEED = 900_000, 100_000, 10_000, 500_000
 
@@ -135,6 +136,39 @@ def _usable(committee, recipe, device) -> list:
 def read_rounds(work) -> list:
     p = Path(work) / "rounds.json"
     return json.loads(p.read_text()) if p.exists() else []
+
+
+def record(recipe, work, out, log=print) -> dict:
+    """The committable summary of an active run in ``out`` (the datasets stay in ``work``):
+    ``active.json`` with the recipe, each round's entry of ``rounds.json`` with its held-out errors
+    and spread-vs-error calibration recomputed from the saved committee (``heldout_errors``), the
+    origin of every labelled frame per round (seed, explored: selected or uniform, ordered), and
+    ``baseline.json`` where it exists. Returns what it wrote."""
+    import h5py
+
+    from ..nn import MLForceField
+
+    work, out = Path(work), Path(out)
+    rounds = []
+    for entry in read_rounds(work):
+        rnd = entry["round"]
+        members = [MLForceField.load(p.with_suffix(""), recipe.lattice())
+                   for p in sorted((work / f"round{rnd}" / "committee").glob("member*.json"))]
+        origin = {}  # what was labelled in this round, by the source of each frame
+        for chunk_path in chunk_files(work / f"round{rnd}" / "labels"):
+            with h5py.File(chunk_path, "r") as h5:
+                for name in h5["source"][...]:
+                    origin[name.decode()] = origin.get(name.decode(), 0) + 1
+        rounds.append(entry | {"heldout_torque_rel": heldout_errors(members, work / "heldout" / "labels.h5"),
+                               "frames_by_origin": origin})
+        log(f"recorded round {rnd}: {len(members)} members, {origin}")
+    base = work / "baseline.json"
+    summary = {"recipe": recipe.to_dict(), "rounds": rounds,
+               "baseline": json.loads(base.read_text()) if base.exists() else None}
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "active.json", mode="w") as fh:
+        json.dump(summary, fh, indent=1)
+    return summary
 
 
 def _record(work, entry: dict) -> None:

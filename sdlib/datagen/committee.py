@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..committee import calibration
 from ..descriptors import Descriptor
 from ..forcefield import torque
 from ..nn import MLForceField
@@ -32,6 +33,7 @@ TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", e
 # a warm start (init_from) trains gently: at lr 2e-3 the first steps lose what the start knew
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)
+CALIBRATION_BINS = 10  # bins of equal site count for the spread-vs-error calibration of heldout_errors
 MU_WINDOW = 0.8  # canonical recipes: each frame trains at the grid points within this of its own μ*
 
 
@@ -127,7 +129,9 @@ def heldout_errors(committee, path, batch: int = 4) -> dict:
     (labels in the recipe's own ensemble, ``label.label_fixed``): each member in float64 on the
     CPU, and the committee mean (fields averaged over the members that could be evaluated). A
     member that cannot be used at the recipe's ensemble (a μ-input network whose N(μ) does not reach
-    N_e inside its μ range) gets NaN and its message under ``failed``."""
+    N_e inside its μ range) gets NaN and its message under ``failed``. With two members or more,
+    ``calibration`` bins the sites by the committee's torque spread against the real error of the
+    committee mean (``sdlib.committee.calibration``)."""
     data = FieldDataset(path)
     members = [copy.deepcopy(ff).to("cpu", torch.float64) for ff in committee]
     per, failed, fields = [], {}, []
@@ -140,7 +144,13 @@ def heldout_errors(committee, path, batch: int = 4) -> dict:
             continue
         per.append(_rel(data.spins, fields[-1], data.fields))
     mean = _rel(data.spins, torch.stack(fields).mean(0), data.fields) if fields else math.nan
-    return {"members": per, "committee_mean": mean, "n_frames": len(data)} | ({"failed": failed} if failed else {})
+    out = {"members": per, "committee_mean": mean, "n_frames": len(data)} | ({"failed": failed} if failed else {})
+    if len(fields) >= 2:  # per-site spread against the committee mean's real error
+        tq = torque(data.spins.expand(len(fields), *data.spins.shape), torch.stack(fields))
+        spread = (tq - tq.mean(0)).pow(2).sum(-1).mean(0).sqrt()
+        error = (tq.mean(0) - torque(data.spins, data.fields)).norm(dim=-1)
+        out["calibration"] = calibration(spread, error, n_bins=CALIBRATION_BINS)
+    return out
 
 
 def _rel(spins, fields, ref) -> float:
