@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .ensemble import FixedFilling, solve_mu
+from .fastpath import FastState
 from .forcefield import ForceFieldOutput
 from .io import atomic_write
 from .lattice import Lattice
@@ -253,6 +254,17 @@ class MLForceField(nn.Module):
         self.physics = _check_physics(physics if physics is not None else default, descriptor.kind, mu_input)
         self.provenance = json.loads(json.dumps(provenance or {}))
         self.weights_sha256: str | None = None  # SHA-256 of the weights file once saved or loaded
+        self.fast = True  # inference (create_graph=False) by the hand-written backward of sdlib.fastpath
+
+    def _fast_state(self, spins: torch.Tensor, create_graph: bool):
+        """A ``fastpath.FastState`` of checked spins ``[B, N, 3]`` in the model's dtype, or None where
+        the autograd path is needed (a graph of the fields asked for, ``fast`` switched off, or a
+        descriptor other than ``sdlib.descriptors.Descriptor``)."""
+        from .descriptors import Descriptor
+
+        if not self.fast or create_graph or spins.requires_grad or type(self.descriptor) is not Descriptor:
+            return None  # (a descriptor of another kind has no tables for the hand-written backward)
+        return FastState(self.descriptor, self.descriptor._check(spins.detach().to(self.dtype)))
 
     @property
     def n_sites(self) -> int:
@@ -342,6 +354,14 @@ class MLForceField(nn.Module):
             return self._fixed_filling()(spins, create_graph=create_graph)
         spins = self._check(spins)
         out_dtype = spins.dtype
+        single = spins.dim() == 2
+        state = self._fast_state(spins.unsqueeze(0) if single else spins, create_graph)
+        if state is not None:
+            with torch.no_grad():
+                energy, fields, _ = state.energy_fields(self.net)
+            if single:
+                energy, fields = energy[0], fields[0]
+            return ForceFieldOutput(energy.to(out_dtype), fields.to(out_dtype))
         with torch.enable_grad():
             s = self._graph_input(spins, create_graph)
             energy = self.site_energies(s).sum(-1)
@@ -412,9 +432,16 @@ class _MLState:
 
     def __init__(self, ff: MLForceField, spins: torch.Tensor, create_graph: bool):
         self.ff, self.spins, self.create_graph = ff, spins, create_graph
-        with torch.enable_grad():
-            self.s = ff._graph_input(spins, create_graph)
-            self.features = ff.descriptor(self.s)
+        self.single = spins.dim() == 2
+        self.fast = ff._fast_state(spins.unsqueeze(0) if self.single else spins, create_graph)
+        if self.fast is not None:  # no graph: the features once, fields by the hand-written backward
+            with torch.no_grad():
+                features = self.fast.features()
+            self.features = features[0] if self.single else features
+        else:
+            with torch.enable_grad():
+                self.s = ff._graph_input(spins, create_graph)
+                self.features = ff.descriptor(self.s)
         self._number = ff.net.number_at_features(self.features.detach())
 
     @property
@@ -429,6 +456,12 @@ class _MLState:
     def at(self, mu) -> ForceFieldOutput:
         ff, spins = self.ff, self.spins
         m = ff._check_mu(mu, spins).to(ff.dtype)
+        if self.fast is not None:
+            with torch.no_grad():
+                out = self.fast.energy_fields(ff.net, m.reshape(-1))
+            if self.single:
+                out = [v[0] for v in out]
+            return ForceFieldOutput(*(v.to(spins.dtype) for v in out), m.to(torch.float64))
         with torch.enable_grad():
             m.requires_grad_(True)
             omega = ff.net(self.features, m).sum(-1)
