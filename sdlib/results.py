@@ -168,10 +168,7 @@ def printed_clusters(run: str, root: Path = ROOT) -> dict | None:
     The run's summary.json predates the census, which its executed notebook prints as
     ``at t = <t>: <n> clusters per quench, <p> % of the sites ...``; only text outputs are read
     (never the cells' source)."""
-    base = Path(root) / RUNS / run
-    notebooks = sorted(base.glob("*.ipynb"))
-    if len(notebooks) != 1:
-        raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")
+    notebooks = [_run_notebook(run, root)]
     text = "".join("".join(out.get("text", "")) for cell in json.loads(notebooks[0].read_text())["cells"]
                    if cell["cell_type"] == "code" for out in cell.get("outputs", []))
     hits = _CLUSTERS.findall(text)
@@ -194,16 +191,22 @@ def ml_benchmark(root: Path = ROOT, device: str = "cpu") -> dict:
             "threads": s["exponents"]["threads"], "cpu": run["cpu"], "date": run["date"]}
 
 
+def _run_notebook(run: str, root: Path) -> Path:
+    """The executed notebook of the committed run ``book/runs/<run>`` (exactly one)."""
+    base = Path(root) / RUNS / run
+    notebooks = sorted(base.glob("*.ipynb"))
+    if len(notebooks) != 1:
+        raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")
+    return notebooks[0]
+
+
 def run_figure(run: str, marker: str, root: Path = ROOT) -> bytes:
     """The PNG figure printed by a committed production run: the first image output of the cell of
     ``book/runs/<run>/*.ipynb`` (the run's executed notebook) whose source contains ``marker``.
 
     The production runs are too large to re-execute when the book is built; their notebooks keep
     the figures they drew, and the chapters show them from there (snapshots, for instance)."""
-    base = Path(root) / RUNS / run
-    notebooks = sorted(base.glob("*.ipynb"))
-    if len(notebooks) != 1:
-        raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")
+    notebooks = [_run_notebook(run, root)]
     cells = json.loads(notebooks[0].read_text())["cells"]
     hits = [c for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])]
     if not hits:
