@@ -37,15 +37,11 @@ BLOCK_ELEMENTS = 1 << 18  # Gram entries × sites per block on the CPU (a block'
 
 
 def _value_and_slope(layer: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(layer, nn.SiLU):
-        sg = torch.sigmoid(z)
-        return z * sg, sg * (1 + z * (1 - sg))
-    if isinstance(layer, nn.Tanh):
-        t = torch.tanh(z)
-        return t, 1 - t * t
-    if isinstance(layer, nn.Softplus):
-        return nn.functional.softplus(z), torch.sigmoid(z)
-    raise ValueError(f"no hand-written slope for activation {type(layer).__name__}")
+    from .nn import _ACTIVATION_VALUE_AND_SLOPE  # (value, derivative · dz) of each activation
+
+    if type(layer) not in _ACTIVATION_VALUE_AND_SLOPE:
+        raise ValueError(f"no hand-written slope for activation {type(layer).__name__}")
+    return _ACTIVATION_VALUE_AND_SLOPE[type(layer)](z, torch.ones((), dtype=z.dtype, device=z.device))
 
 
 class FastState:
