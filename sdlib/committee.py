@@ -17,7 +17,13 @@ import torch
 
 from .forcefield import ForceFieldOutput, torque
 
-__all__ = ["Committee", "calibration"]
+__all__ = ["Committee", "calibration", "torque_spread_of"]
+
+
+def torque_spread_of(spins: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+    """σ_i ``[..., N]`` (module docstring) from the members' fields ``[M, ..., N, 3]`` at ``spins``."""
+    tq = torque(spins.expand_as(fields), fields)
+    return (tq - tq.mean(0)).pow(2).sum(-1).mean(0).sqrt()
 
 
 class Committee:
@@ -43,8 +49,7 @@ class Committee:
     def evaluate(self, spins: torch.Tensor) -> tuple[ForceFieldOutput, torch.Tensor]:
         outs = [m(spins) for m in self.members]
         fields = torch.stack([o.fields.to(spins.dtype) for o in outs])  # [M, ..., N, 3]
-        tq = torque(spins.expand_as(fields), fields)
-        spread = (tq - tq.mean(0)).pow(2).sum(-1).mean(0).sqrt()
+        spread = torque_spread_of(spins, fields)
 
         def mean(key):
             vals = [getattr(o, key) for o in outs]

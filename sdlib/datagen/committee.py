@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..committee import calibration
+from ..committee import calibration, torque_spread_of
 from ..descriptors import Descriptor
 from ..forcefield import torque
 from ..nn import MLForceField
@@ -146,9 +146,9 @@ def heldout_errors(committee, path, batch: int = 4) -> dict:
     mean = _rel(data.spins, torch.stack(fields).mean(0), data.fields) if fields else math.nan
     out = {"members": per, "committee_mean": mean, "n_frames": len(data)} | ({"failed": failed} if failed else {})
     if len(fields) >= 2:  # per-site spread against the committee mean's real error
-        tq = torque(data.spins.expand(len(fields), *data.spins.shape), torch.stack(fields))
-        spread = (tq - tq.mean(0)).pow(2).sum(-1).mean(0).sqrt()
-        error = (tq.mean(0) - torque(data.spins, data.fields)).norm(dim=-1)
+        stack = torch.stack(fields)
+        spread = torque_spread_of(data.spins, stack)
+        error = (torque(data.spins, stack.mean(0)) - torque(data.spins, data.fields)).norm(dim=-1)
         out["calibration"] = calibration(spread, error, n_bins=CALIBRATION_BINS)
     return out
 
