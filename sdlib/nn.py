@@ -337,7 +337,10 @@ class MLForceField(nn.Module):
     def _fixed_filling(self) -> FixedFilling:
         if self.n_electrons is None:
             raise ValueError("this model is not at fixed filling (physics has no 'filling'): give mu")
-        return FixedFilling(self, filling=self.physics["filling"])
+        filling = self.__dict__.get("_filling")  # kept: it starts each μ* search at the last μ*
+        if filling is None:
+            filling = self.__dict__["_filling"] = FixedFilling(self, filling=self.physics["filling"])
+        return filling
 
     @torch.no_grad()
     def solve_mu(self, spins) -> torch.Tensor:

@@ -142,6 +142,31 @@ def test_kill_and_resume_is_bit_identical(tmp_path, method):
         make().run(s0, 80, observers=[EnergyObserver(3), MagnetizationObserver(7)], checkpoint=ckpt)
 
 
+def test_network_at_fixed_filling_resumes_bit_identical(tmp_path):
+    """The square network solves μ* at every evaluation starting from the last μ* it found (a guess
+    that saves work); the result must not depend on it: a run killed and resumed, with the guess
+    left over from other runs, ends bit-identical to an uninterrupted one."""
+    from sdlib.nn import MLForceField
+
+    ff = MLForceField.pretrained("square-double-exchange", lattice.square(8))
+    s0 = random_spins(ff.n_sites, seed=3)
+    make = lambda: LLG(ff, dt=0.01, alpha=0.5, kT=0.01, seed=2)  # noqa: E731
+    ref = make().run(s0, 24)
+    ckpt = tmp_path / "run.ckpt"
+
+    class Kill(EnergyObserver):
+        def __call__(self, step, *args):
+            if step == 13:
+                raise KeyboardInterrupt
+            super().__call__(step, *args)
+
+    with pytest.raises(KeyboardInterrupt):
+        make().run(s0, 24, observers=[Kill(1)], checkpoint=ckpt, checkpoint_every=5)
+    ff(random_spins(ff.n_sites, seed=99))  # a stale guess far from this trajectory's μ*
+    resumed = make().run(torch.zeros_like(s0), 24, observers=[EnergyObserver(1)], checkpoint=ckpt, checkpoint_every=5)
+    assert torch.equal(resumed, ref)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [(dict(dt=0.0), "dt"), (dict(dt=float("nan")), "dt"), (dict(alpha=-0.1), "alpha"), (dict(kT=-1.0), "kT"),

@@ -153,3 +153,28 @@ def test_network_number_by_forward_mode_equals_autograd(activation):
     mu = torch.tensor([-0.5, 0.4], dtype=torch.float64, requires_grad=True)
     (g,) = torch.autograd.grad(net.at_features(feats)(mu).sum(), mu)
     assert torch.allclose(net.number_at_features(feats)(mu.detach()), -g, atol=1e-12)
+
+
+def test_find_mu_result_does_not_depend_on_the_guess_and_a_near_guess_saves_evaluations():
+    """The last stage runs in the grid cell that holds the root: any guess gives the bit-identical μ
+    (so a resumed trajectory equals an uninterrupted one), and a guess near μ* needs fewer N(μ)."""
+    eps = torch.sort(torch.randn(4, 80, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 2).values
+    kT, target = 0.05, 37.0
+    calls = []
+
+    def number(mu):
+        calls.append(1)
+        return torch.sigmoid((mu[..., None] - eps) / kT).sum(-1)
+
+    lo, hi = eps.min(-1).values - 5, eps.max(-1).values + 5
+    ref = find_mu(number, target, lo, hi)
+    n_full = len(calls)
+    for offset in (0.0, 3e-4, -2e-3, 0.4, -7.0):  # near, a few cells away, far, outside the bracket
+        calls.clear()
+        mu = find_mu(number, target, lo, hi, guess=ref + offset)
+        assert torch.equal(mu, ref), offset
+        if abs(offset) < 1e-3:
+            assert len(calls) < n_full / 2, (offset, len(calls), n_full)
+    for b in range(4):
+        assert abs(ref[b].item() - brentq(lambda m: float(torch.sigmoid((m - eps[b]) / kT).sum()) - target,
+                                          -20, 20, xtol=1e-14)) < TOL_MU
