@@ -6,6 +6,7 @@ Usage (from the repository root; scripts/README.md has the full recipes)::
     python scripts/make_models.py active square --work data/active/square --rounds 2 [--set L=30 ...]
     python scripts/make_models.py label square data/active/square/round1/frames.h5 --to DIR --shard 0/4
     python scripts/make_models.py gpu-round square --work data/active/square --out $OUT [--minutes 9] [--dry-run]
+    python scripts/make_models.py candidate square --work data/active/square --name c46 --set cutoff=4.6 [--record DIR]
 
     # the models shipped in sdlib/data (sdlib.datagen.shipped, shipped_train)
     python scripts/make_models.py generate square-double-exchange [--data data/models] [--shard k/n] [--extra]
@@ -20,7 +21,8 @@ import argparse
 import torch
 
 from sdlib.datagen import STUDIES, baseline, gpu_round, label_pool, make_driver, record, run_active, study
-from sdlib.datagen.shipped import RECIPES, generate, label_grand, relabel, with_coupling
+from sdlib.datagen.candidates import record_candidates, train_candidate
+from sdlib.datagen.shipped import RECIPES, generate, label_grand, mu_grid, relabel, with_coupling
 from sdlib.datagen.shipped_train import train
 
 SHIPPED = ("generate", "train", "relabel", "label-grand")
@@ -29,7 +31,7 @@ SHIPPED = ("generate", "train", "relabel", "label-grand")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
-    for stage in ("active", "label", "gpu-round"):
+    for stage in ("active", "label", "gpu-round", "candidate"):
         s = sub.add_parser(stage)
         s.add_argument("study", choices=sorted(STUDIES))
         s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -48,12 +50,15 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--init-from", default="auto", help="warm start of every member: pretrained, a path, none, or "
                        "auto (pretrained where the shipped model has the study's mu-input physics: square; else none)")
         s.add_argument("--epochs", type=int, default=30)
-        if stage == "active":
-            s.add_argument("--rounds", type=int, default=2)
+        if stage in ("active", "candidate"):
             s.add_argument("--max-minutes", type=float, default=None, help="training minutes per member")
+            s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR")
+        if stage == "candidate":
+            s.add_argument("--name", required=True, help="the candidate's directory in WORK/candidates")
+        elif stage == "active":
+            s.add_argument("--rounds", type=int, default=2)
             s.add_argument("--seed-quenches", type=int, default=None, help="seed quenches per bath (default: the recipe's)")
             s.add_argument("--baseline", action="store_true", help="also train member 0 on driver quenches only")
-            s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR/active.json")
         else:
             s.add_argument("--out", required=True, help="directory of the small outputs (<= 3 files)")
             s.add_argument("--minutes", type=float, default=9.0)
@@ -80,36 +85,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def shipped_recipe(p, args) -> dict:
+def shipped_recipe(args) -> dict:
     """The shipped recipe of ``args.name``, at ``--J`` if given (which needs its own --data and --out)."""
-    if args.J is None:
-        return RECIPES[args.name]
-    if args.data == "data/models":
-        p.error("--J needs its own --data directory (the default holds the recipe's J)")
-    if args.stage == "train" and args.out is None:
-        p.error("train --J needs --out (sdlib/data holds the shipped models)")
-    return with_coupling(RECIPES[args.name], args.J)
+    if args.J is not None and args.data == "data/models":
+        raise ValueError("--J needs its own --data directory (the default holds the recipe's J)")
+    if args.J is not None and args.stage == "train" and args.out is None:
+        raise ValueError("train --J needs --out (sdlib/data holds the shipped models)")
+    return RECIPES[args.name] if args.J is None else with_coupling(RECIPES[args.name], args.J)
 
 
-def parse_mus(p, text) -> list:
-    try:
-        lo, hi, k = text.split(":")
-        return torch.linspace(float(lo), float(hi), int(k), dtype=torch.float64).tolist()
-    except (AttributeError, ValueError):
-        p.error(f"label-grand needs --mus lo:hi:K, got {text!r}")
-
-
-def run_shipped(p, args) -> None:
-    rec = shipped_recipe(p, args)
+def run_shipped(args) -> None:
+    rec = shipped_recipe(args)
     if args.stage == "generate":
-        generate(args.name, args.data, tuple(int(v) for v in args.shard.split("/")), extra=args.extra, recipe=rec)
+        generate(args.name, args.data, args.shard, extra=args.extra, recipe=rec)
     elif args.stage == "label-grand":
         if not args.kT > 0:
-            p.error(f"label-grand needs --kT > 0, got {args.kT}")
-        label_grand(args.name, args.data, args.to, parse_mus(p, args.mus), args.kT, recipe=rec)
+            raise ValueError(f"label-grand needs --kT > 0, got {args.kT}")
+        label_grand(args.name, args.data, args.to, mu_grid(args.mus), args.kT, recipe=rec)
     elif args.stage == "relabel":
         if (args.mu is None) == (args.filling is None):
-            p.error("relabel needs exactly one of --mu or --filling")
+            raise ValueError("relabel needs exactly one of --mu or --filling")
         relabel(args.name, args.data, args.to, {"mu": args.mu} if args.filling is None else {"filling": args.filling},
                 args.kT, recipe=rec)
     else:
@@ -133,6 +128,11 @@ def run_study(args) -> None:
                   device=args.device, chunk=args.chunk, epochs=args.epochs)
         return
     kw = {"epochs": args.epochs, "init_from": init, "max_minutes": args.max_minutes}
+    if args.stage == "candidate":  # member 0 of the recipe on every label of the run, then the comparison
+        train_candidate(recipe, args.work, args.name, device=args.device, **kw)
+        if args.record:
+            record_candidates(args.work, args.record)
+        return
     run_active(recipe, args.work, args.rounds, driver=args.driver, device=args.device, chunk=args.chunk,
                n_seed_quenches=args.seed_quenches, **kw)
     if args.baseline:
@@ -146,20 +146,10 @@ def main(argv=None) -> None:
     p = parser()
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.stage in SHIPPED:
-        if args.stage == "generate" and not _valid_shard(args.shard):
-            p.error(f"--shard must be k/n with 0 <= k < n, got {args.shard!r}")
-        run_shipped(p, args)
-    else:
-        run_study(args)
-
-
-def _valid_shard(text: str) -> bool:
     try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        return False
-    return 0 <= k < n
+        run_shipped(args) if args.stage in SHIPPED else run_study(args)
+    except ValueError as e:  # the library names the bad setting and its allowed range
+        p.error(str(e))
 
 
 if __name__ == "__main__":

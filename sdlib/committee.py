@@ -80,6 +80,8 @@ def calibration(spread, error, n_bins: int = 10) -> dict:
     the Spearman rank correlation of σ and the error per site. A calibrated spread has
     error ≈ spread in every bin (points on the diagonal of chapter 03's figure); a spread that ranks
     the sites well but is too small by a constant factor has rank_corr near 1 and ratio > 1.
+    Members that agree exactly (σ = 0 at every site) give ``ratio`` and ``rank_corr`` None: no spread,
+    nothing to calibrate.
     """
     s = torch.as_tensor(spread, dtype=torch.float64).flatten()
     e = torch.as_tensor(error, dtype=torch.float64).flatten()
@@ -98,7 +100,9 @@ def calibration(spread, error, n_bins: int = 10) -> dict:
         r[torch.argsort(x)] = torch.arange(len(x), dtype=x.dtype)
         return r
 
-    rs, re_ = ranks(s), ranks(e)
-    rank_corr = torch.corrcoef(torch.stack([rs, re_]))[0, 1].item()
-    return {"spread": [rms(s[b]) for b in bins], "error": [rms(e[b]) for b in bins],
-            "count": [len(b) for b in bins], "ratio": rms(e) / max(rms(s), 1e-300), "rank_corr": rank_corr}
+    out = {"spread": [rms(s[b]) for b in bins], "error": [rms(e[b]) for b in bins], "count": [len(b) for b in bins],
+           "ratio": None, "rank_corr": None}
+    if rms(s) > 0:
+        out["ratio"] = rms(e) / rms(s)
+        out["rank_corr"] = torch.corrcoef(torch.stack([ranks(s), ranks(e)]))[0, 1].item()
+    return out

@@ -87,3 +87,6 @@ def test_calibration_refuses_bad_input():
         calibration(torch.ones(5), torch.ones(5), n_bins=6)
     with pytest.raises(ValueError, match="finite"):
         calibration(torch.tensor([1.0, float("nan")]), torch.ones(2), n_bins=1)
+    # members that agree exactly: no spread, no ratio or ranking (not a huge number)
+    none = calibration(torch.zeros(6), torch.rand(6), n_bins=2)
+    assert none["ratio"] is None and none["rank_corr"] is None and none["spread"] == [0.0, 0.0]

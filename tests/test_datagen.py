@@ -1,6 +1,7 @@
 """The data engine (sdlib.datagen): recipes refuse bad values by name; selection takes the frames the
 committee disagrees on most; labels equal the solver's; labelling resumes after a kill and its
-shards union to the whole pool; the budgeted round runs end to end at a tiny size."""
+shards union to the whole pool; the budgeted round runs end to end at a tiny size, and candidate
+networks are trained on its labels and compared on its held-out frames."""
 import json
 import math
 
@@ -10,7 +11,8 @@ import torch
 
 from sdlib import ExactSolver, random_spins
 from sdlib.datagen import (SQUARE, TRIANGULAR, chunk_files, disagreement, gpu_round, label_pool, labelled_index,
-                           ordered_configurations, read_frames, record, select_frames, write_frames)
+                           ordered_configurations, quench_frames, read_frames, record, select_frames, write_frames)
+from sdlib.datagen.candidates import heldout_times, record_candidates, train_candidate
 from sdlib.forcefield import ForceFieldOutput
 
 TINY = SQUARE.replace(L=4, cutoff=1.5, phase_cutoff=None, mus=(-4.0, -3.0, -2.0), frame_times=(0.1,), bath_kT=(0.0,))
@@ -162,7 +164,32 @@ def test_gpu_round_dry_run(tmp_path):
     for r, old in zip(rounds, report["rounds"]):
         assert r["heldout_torque_rel"]["members"] == pytest.approx(old["heldout_torque_rel"]["members"], rel=1e-6)
         cal = r["heldout_torque_rel"]["calibration"]
-        assert sum(cal["count"]) == r["heldout_torque_rel"]["n_frames"] * recipe.n_sites and cal["ratio"] > 0
+        assert sum(cal["count"]) == r["heldout_torque_rel"]["n_frames"] * recipe.n_sites
+        assert cal["ratio"] is None or cal["ratio"] > 0  # None: members that kept the same warm start agree exactly
+    # a candidate network (a larger cutoff, warm-started) trained on every label of the run, compared with the run's own
+    cand = train_candidate(recipe.replace(cutoff=3.0, phase_cutoff=2.3), tmp_path / "work", "wide", device="cpu",
+                           init_from="pretrained", epochs=1, log=lambda *a: None)
+    assert sum(cand.provenance["frames"].values()) == rounds[1]["labelled_frames"]
+    table = record_candidates(tmp_path / "work", tmp_path / "record", log=lambda *a: None, L_cost=10, repeats=1)
+    nets = table["networks"]
+    assert list(nets) == ["round1 member 0", "wide"] and nets["wide"]["cutoff"] == 3.0
+    assert nets["wide"]["n_features"] > nets["round1 member 0"]["n_features"]
+    assert nets["round1 member 0"]["heldout_torque_rel"] == pytest.approx(rounds[1]["heldout_torque_rel"]["members"][0],
+                                                                          rel=1e-9)
+    assert nets["wide"]["windows"]["early"]["torque_rel"] == pytest.approx(nets["wide"]["heldout_torque_rel"])
+    assert all(v > 0 for net in nets.values() for v in net["us_per_site"].values())
+    with pytest.raises(ValueError, match="no label chunks"):
+        train_candidate(recipe, tmp_path / "empty", "x")
+
+
+def test_heldout_times_follow_the_quench_order():
+    """make_heldout writes one quench per bath temperature, frames in time order: the times the
+    candidates' windows use are those quench_frames reports."""
+    recipe = SQUARE.dry_run().replace(frame_times=(0.1, 0.2, 0.3), bath_kT=(0.0, 0.01))
+    fr = quench_frames(ExactSolver(recipe.dynamics_model()), recipe, 0, n_quenches=1)
+    assert torch.allclose(heldout_times(recipe, len(fr["time"])), fr["time"])
+    with pytest.raises(ValueError, match="whole number"):
+        heldout_times(recipe, 4)
 
 
 def test_io_imports_no_dynamics():

@@ -83,8 +83,11 @@ def default_device(device=None) -> str:
     return str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _parse_shard(shard) -> tuple[int, int]:
-    k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
+def parse_shard(shard) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in (shard.split("/") if isinstance(shard, str) else shard))
+    except (TypeError, ValueError):
+        raise ValueError(f"shard must be k/n with 0 <= k < n, got {shard!r}") from None
     if not 0 <= k < n:
         raise ValueError(f"shard must be k/n with 0 <= k < n, got {shard!r}")
     return k, n
@@ -96,7 +99,7 @@ def label_pool(frames_path, out_dir, recipe, shard=(0, 1), chunk: int = 16, devi
     chunk files written now. ``device``: where the ``eigh`` runs (default: CUDA when present).
     ``max_chunks`` / ``deadline`` (a ``time.monotonic()`` value): stop after writing that many
     chunks / start no chunk after it (a budgeted run; the rest resumes later)."""
-    k, n = _parse_shard(shard)
+    k, n = parse_shard(shard)
     if not (isinstance(chunk, int) and chunk >= 1):
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     device = default_device(device)

@@ -21,6 +21,7 @@ from ..electrons.ed import ExactSolver
 from ..io import TrajectoryWriter, read_trajectory, write_grand_labels
 from ..lattice import Lattice
 from ..model import SDModel, random_spins
+from .label import parse_shard
 from .quench import generate_quench_data
 
 __all__ = ["RECIPES", "with_coupling", "build_model", "grand_canonical_model", "relabelled_model", "check_coupling",
@@ -56,6 +57,15 @@ def with_coupling(recipe: dict, J: float) -> dict:
     if not 0 < J <= 20:
         raise ValueError(f"J must lie in (0, 20] (units of t), got {J}")
     return recipe | {"physics": recipe["physics"] | {"J": float(J)}}
+
+
+def mu_grid(text: str) -> list:
+    """The μ grid "lo:hi:K" (K values, ends included) of ``label_grand``."""
+    try:
+        lo, hi, k = str(text).split(":")
+        return torch.linspace(float(lo), float(hi), int(k), dtype=torch.float64).tolist()
+    except (TypeError, ValueError):
+        raise ValueError(f"label-grand needs --mus lo:hi:K, got {text!r}") from None
 
 
 def file_params(path: str) -> dict:
@@ -113,11 +123,12 @@ def random_configurations(n_sites: int, n: int, seed: int) -> torch.Tensor:
     return s / s.norm(dim=-1, keepdim=True)
 
 
-def generate(name: str, data_dir: str, shard: tuple[int, int] = (0, 1), extra: bool = False, recipe: dict | None = None) -> None:
-    """Write every missing file of the recipe; with ``shard=(k, n)`` only the jobs j with j % n == k.
+def generate(name: str, data_dir: str, shard=(0, 1), extra: bool = False, recipe: dict | None = None) -> None:
+    """Write every missing file of the recipe; with ``shard=(k, n)`` (or "k/n") only the jobs j with j % n == k.
     ``extra=True``: only the recipe's ``extra_quench`` trajectories (``extra_quench_s<seed>.h5``,
     which ``_split`` gives to the training set)."""
     rec = recipe or RECIPES[name]
+    shard = parse_shard(shard)
     out_dir = os.path.join(data_dir, name)
     os.makedirs(out_dir, exist_ok=True)
     model = build_model(rec["physics"])
