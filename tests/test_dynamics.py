@@ -185,3 +185,28 @@ def test_wrong_field_shape_and_nan_are_reported():
     nan = lambda s: ForceFieldOutput(s.sum(), torch.full_like(s, float("nan")))  # noqa: E731
     with pytest.raises(FloatingPointError, match="step 1"):
         LLG(nan, dt=0.01, alpha=0.1).run(random_spins(4, seed=0), 3)
+
+
+def test_deferred_finiteness_check_still_stops_before_saving(tmp_path):
+    """With check_every = k (the GPU default reads the device flag only every 32 steps) a blow-up is
+    reported within k steps, naming them, and never written to a checkpoint."""
+    calls = []
+
+    def blows_up(s):  # finite fields for the first 9 evaluations (initial + 4 steps), then NaN
+        calls.append(1)
+        value = 1.0 if len(calls) <= 9 else float("nan")
+        return ForceFieldOutput(s.sum(), torch.full_like(s, value))
+
+    llg = LLG(blows_up, dt=0.01, alpha=0.1, check_every=4)
+    with pytest.raises(FloatingPointError, match=r"in steps 5\.\.8"):
+        llg.run(random_spins(4, seed=0), 20)
+    assert llg.step_count == 8
+    calls.clear()
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(FloatingPointError, match=r"in steps 4\.\.6"):  # checked at the checkpoints of steps 3 and 6
+        LLG(blows_up, dt=0.01, alpha=0.1, check_every=100).run(random_spins(4, seed=0), 20, checkpoint=ckpt,
+                                                                 checkpoint_every=3)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 3 and torch.isfinite(state["spins"]).all()
+    with pytest.raises(ValueError, match="check_every"):
+        LLG(blows_up, dt=0.01, alpha=0.1, check_every=0)

@@ -81,6 +81,7 @@ def quench_frames(ff, recipe, seed: int, n_quenches: int | None = None, device=N
         for target in steps:
             while llg.step_count < target:
                 s, f = llg.step(s, f)
+            llg.check_finite()  # before the frame is kept (on a GPU the flag is read every few steps)
             out["spins"].append(s.detach().to("cpu", torch.float64))
             out["time"] += [llg.time] * n_quenches
             out["bath_kT"] += [bath] * n_quenches
