@@ -4,7 +4,10 @@ hand-written backward pass.
 Training needs the graph of the fields (double backward); inference needs only E and ∂E/∂S, and
 autograd then stores every intermediate of the descriptor and the network for every site. Here
 the forward pass keeps what the backward needs and nothing else, and everything after the
-per-site tables is done in blocks of sites that fit the cache (one block on a GPU).
+per-site tables is done in blocks of sites that fit the cache (on a GPU, blocks of ~10⁸ entries:
+the memory of a lattice is its tables plus one block). A μ-input network keeps, between the
+evaluations of its μ* solve, only the first layer's product z_1 − w_μ μ̃ (H numbers per site), not
+the features.
 
 Forward (site index last; ``Descriptor`` builds the tables):
 
@@ -31,9 +34,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["FastState", "BLOCK_ELEMENTS"]
+__all__ = ["FastState", "BLOCK_ELEMENTS", "GPU_BLOCK_ELEMENTS"]
 
 BLOCK_ELEMENTS = 1 << 18  # Gram entries × sites per block on the CPU (a block's intermediates stay in cache)
+GPU_BLOCK_ELEMENTS = 1 << 27  # on a GPU: kernels stay large, a block's intermediates stay below ~1 GB
 
 
 def _value_and_slope(layer: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,10 +68,10 @@ class FastState:
         self.basis = d.basis_t  # [2, copy, n_var]
         self.n_lin = len(d.linear)
         self.n_pairs = len(d.pair_r)
-        self._features = None
 
     def _blocks(self):
-        step = self.N if self.tables.device.type != "cpu" else max(32, BLOCK_ELEMENTS // max(2 * self.n_pairs, 1))
+        budget = BLOCK_ELEMENTS if self.tables.device.type == "cpu" else GPU_BLOCK_ELEMENTS
+        step = max(32, budget // max(2 * self.n_pairs * self.tables.shape[0], 1))
         return [slice(a, min(a + step, self.N)) for a in range(0, self.N, step)]
 
     def _coefficients(self, blk: slice) -> torch.Tensor:
@@ -76,25 +80,23 @@ class FastState:
 
     def _features_of(self, f: torch.Tensor):
         """Features ``[B, F, n_b]`` of coefficients ``f``, and the gathered copies the backward reuses."""
-        d = self.d
-        fr, fs = f.index_select(-2, d.pair_r), f.index_select(-2, d.pair_s)
-        return torch.cat([f[:, 0].index_select(-2, d.linear), (fr * fs).sum(1)], dim=-2), fr, fs
+        fr, fs = f.index_select(-2, self.d.pair_r), f.index_select(-2, self.d.pair_s)
+        return torch.cat([f[:, 0].index_select(-2, self.d.linear), (fr * fs).sum(1)], dim=-2), fr, fs
 
-    def features(self) -> torch.Tensor:
-        """Descriptor features ``[B, N, F]`` (equal to ``Descriptor.forward``)."""
-        if self._features is None:
-            x = torch.cat([self._features_of(self._coefficients(b))[0] for b in self._blocks()], dim=-1)
-            self._features = x.transpose(-1, -2)
-        return self._features
+    def first_layer(self, net) -> torch.Tensor:
+        """``W̃_1 G + b̃_1`` ``[B, N, H]`` (the first layer without its μ input), block by block:
+        what a μ-input network's N(μ) needs (``SiteEnergyNet.number_at_first_layer``)."""
+        w1, b1 = _folded(net)
+        z = [w1 @ self._features_of(self._coefficients(b))[0] + b1[:, None] for b in self._blocks()]
+        return torch.cat(z, dim=-1).transpose(-1, -2)
 
-    def energy_fields(self, net, mu: torch.Tensor | None = None):
+    def energy_fields(self, net, mu: torch.Tensor | None = None, first: torch.Tensor | None = None):
         """``(E [B], fields [B, N, 3], N [B] or None)`` of the site-energy network ``net`` at ``mu``
-        (``[B]``, μ-input networks only)."""
+        (``[B]``, μ-input networks only); ``first``: :meth:`first_layer` if already computed."""
         linears = [m for m in net.mlp if isinstance(m, nn.Linear)]
         acts = [m for m in net.mlp if not isinstance(m, nn.Linear)]
         F = net.n_features
-        w1 = linears[0].weight[:, :F] / net.feature_std
-        b1 = linears[0].bias - w1 @ net.feature_mean
+        w1, b1 = _folded(net)
         extra = None
         if net.mu_input:
             w_mu = linears[0].weight[:, F]
@@ -105,8 +107,12 @@ class FastState:
         dtab = torch.zeros_like(self.tables)
         for blk in self._blocks():
             f = self._coefficients(blk)
-            x, fr, fs = self._features_of(f)  # [B, F, n_b]
-            z = w1 @ x + b1[:, None]
+            if first is None:
+                x, fr, fs = self._features_of(f)  # [B, F, n_b]
+                z = w1 @ x + b1[:, None]
+            else:
+                fr, fs = f.index_select(-2, self.d.pair_r), f.index_select(-2, self.d.pair_s)
+                z = first[:, blk].transpose(-1, -2)
             if extra is not None:
                 z = z + extra
             slopes = []
@@ -148,3 +154,9 @@ class FastState:
         grad = grad.index_add(-1, d.shift_index, moved.flatten(-2))
         return grad.transpose(-1, -2)
 
+
+def _folded(net) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first layer with the feature standardisation folded in: W̃_1 = W_1 / std, b̃_1 = b_1 − W̃_1 mean."""
+    first = next(m for m in net.mlp if isinstance(m, nn.Linear))
+    w1 = first.weight[:, :net.n_features] / net.feature_std
+    return w1, first.bias - w1 @ net.feature_mean

@@ -155,7 +155,12 @@ class SiteEnergyNet(nn.Module):
         """``μ ↦ N(μ) = -Σ_i ∂ε_i/∂μ`` ``[...]`` for fixed features ``[..., N, F]``, by forward-mode
         differentiation through the hidden layers (one pass carrying value and μ-derivative, no
         autograd graph): what a solve for μ* evaluates ten times per step at fixed filling."""
-        pre, w_mu = self._first_layer(features)
+        return self.number_at_first_layer(self._first_layer(features)[0])
+
+    def number_at_first_layer(self, pre: torch.Tensor):
+        """``number_at_features`` from the first layer's product without the μ input,
+        ``pre = W_1 (f - mean)/std + b_1`` ``[..., N, H]`` (``fastpath.FastState.first_layer``)."""
+        w_mu = self.mlp[0].weight[:, self.n_features]
 
         @torch.no_grad()
         def number(mu):
@@ -437,15 +442,15 @@ class _MLState:
         self.ff, self.spins, self.create_graph = ff, spins, create_graph
         self.single = spins.dim() == 2
         self.fast = ff._fast_state(spins.unsqueeze(0) if self.single else spins, create_graph)
-        if self.fast is not None:  # no graph: the features once, fields by the hand-written backward
-            with torch.no_grad():
-                features = self.fast.features()
-            self.features = features[0] if self.single else features
+        if self.fast is not None:  # no graph: the first layer once (not the features), then the
+            with torch.no_grad():  # hand-written backward at μ*
+                self.first = self.fast.first_layer(ff.net)
+            self._number = ff.net.number_at_first_layer(self.first[0] if self.single else self.first)
         else:
             with torch.enable_grad():
                 self.s = ff._graph_input(spins, create_graph)
                 self.features = ff.descriptor(self.s)
-        self._number = ff.net.number_at_features(self.features.detach())
+            self._number = ff.net.number_at_features(self.features.detach())
 
     @property
     def bracket(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,7 +466,7 @@ class _MLState:
         m = ff._check_mu(mu, spins).to(ff.dtype)
         if self.fast is not None:
             with torch.no_grad():
-                out = self.fast.energy_fields(ff.net, m.reshape(-1))
+                out = self.fast.energy_fields(ff.net, m.reshape(-1), first=self.first)
             if self.single:
                 out = [v[0] for v in out]
             return ForceFieldOutput(*(v.to(spins.dtype) for v in out), m.to(torch.float64))

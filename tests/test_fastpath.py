@@ -87,6 +87,22 @@ def test_fast_path_equals_autograd_at_fixed_filling():
     assert_same(*both(ff, lambda m: m(spins[0])))
 
 
+@pytest.mark.parametrize("mu_input", [False, True])
+def test_blocks_of_sites_change_nothing(monkeypatch, mu_input):
+    """The sites are processed in blocks (cache-sized on the CPU, memory-bounded on a GPU): many
+    small blocks give the result of one block, to round-off."""
+    import sdlib.fastpath as fastpath
+
+    ff = random_model("triangular", mu_input=mu_input, seed=9)
+    spins = random_spins(ff.n_sites, batch=2, seed=10)
+    call = (lambda: ff.grand(spins, torch.tensor([-0.2, 0.4], dtype=torch.float64))) if mu_input else (lambda: ff(spins))
+    monkeypatch.setattr(fastpath, "BLOCK_ELEMENTS", 1 << 30)
+    one = call()
+    monkeypatch.setattr(fastpath, "BLOCK_ELEMENTS", 1)  # blocks of 32 sites: two per 8 x 8 lattice
+    assert len(fastpath.FastState(ff.descriptor, spins)._blocks()) == 2
+    assert_same(call(), one)
+
+
 @pytest.mark.parametrize("kind", ["square", "triangular"])
 def test_fast_fields_are_minus_the_energy_gradient(kind):
     ff = random_model(kind, check_norm=False, seed=4)
