@@ -9,7 +9,10 @@ which one lies within 2.3), the new network can start *as* the old one:
     first layer:  W_new[:, k(j)] = W_old[:, j],  W_new[:, k] = 0 for features k not in ``old``,
     feature normalisation of k(j) = that of j, later layers and energy shift/scale copied,
 
-so ``ff`` computes exactly the energies and fields of ``old`` (to round-off), and training can only
+The new network may also be wider (same depth, each hidden layer at least as wide): the old units
+keep their weights, the added units keep their random incoming weights (so they differ from each
+other) and get zero outgoing weights, so again nothing changes until training moves them. Then
+``ff`` computes exactly the energies and fields of ``old`` (to round-off), and training can only
 lower the loss from there (``train(..., normalize=False, keep_initial=True)``). The map j → k(j) is
 found by value, not by name, on random configurations: the copies of an irrep are numbered
 differently at different cutoffs.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
 
 from .model import random_spins
 
@@ -57,25 +61,36 @@ def match_features(old_descriptor, new_descriptor, n_probe: int = 2, seed: int =
 def warm_start(ff, old) -> torch.Tensor:
     """Set the network of ``ff`` so that it computes what ``old`` computes (module docstring).
 
-    ``ff`` and ``old`` are ``MLForceField`` s on the same lattice with equal hidden widths, activation
-    and ``mu_input``; call this after the feature normalisation of ``ff`` was fitted (the features
-    ``old`` lacks keep it). Returns the matched feature index (``match_features``).
+    ``ff`` and ``old`` are ``MLForceField`` s on the same lattice with the same activation,
+    ``mu_input`` and depth, each hidden layer of ``ff`` at least as wide as that of ``old``; call
+    this after the feature normalisation of ``ff`` was fitted (the features ``old`` lacks keep it).
+    Returns the matched feature index (``match_features``).
     """
     new, prev = ff.net, old.net
-    for attr in ("hidden", "activation", "mu_input"):
+    for attr in ("activation", "mu_input"):
         if getattr(new, attr) != getattr(prev, attr):
             raise ValueError(f"{attr} differs: the new network has {getattr(new, attr)!r}, the old one "
                              f"{getattr(prev, attr)!r}; a warm start needs the same network shape")
+    if len(new.hidden) != len(prev.hidden) or any(a < b for a, b in zip(new.hidden, prev.hidden)):
+        raise ValueError(f"hidden differs: the new network has {tuple(new.hidden)!r}, the old one "
+                         f"{tuple(prev.hidden)!r}; a warm start needs the same depth and layers at least as wide")
     k = match_features(old.descriptor, ff.descriptor).to(new.feature_mean.device)
     new.feature_mean[k] = prev.feature_mean.to(new.feature_mean)
     new.feature_std[k] = prev.feature_std.to(new.feature_std)
-    first, first_old = new.mlp[0], prev.mlp[0]
-    first.weight.zero_()
-    first.weight[:, k] = first_old.weight[:, :prev.n_features].to(first.weight)
+    layers = [m for m in new.mlp if isinstance(m, nn.Linear)]
+    layers_old = [m for m in prev.mlp if isinstance(m, nn.Linear)]
+    first, first_old = layers[0], layers_old[0]
+    h = first_old.weight.shape[0]
+    first.weight[:h] = 0.0  # old units: the old weights on the old features, nothing on the new ones
+    first.weight[:h, k] = first_old.weight[:, :prev.n_features].to(first.weight)
     if new.mu_input:
-        first.weight[:, new.n_features] = first_old.weight[:, prev.n_features].to(first.weight)
-    first.bias.copy_(first_old.bias)
-    new.mlp[1:].load_state_dict(prev.mlp[1:].state_dict())
+        first.weight[:h, new.n_features] = first_old.weight[:, prev.n_features].to(first.weight)
+    first.bias[:h] = first_old.bias.to(first.bias)
+    for lin, lin_old in zip(layers[1:], layers_old[1:]):
+        out, inp = lin_old.weight.shape
+        lin.weight[:out, :inp] = lin_old.weight.to(lin.weight)
+        lin.weight[:, inp:] = 0.0  # added units of the layer below feed nothing
+        lin.bias[:out] = lin_old.bias.to(lin.bias)
     for name in ("energy_shift", "energy_scale") + (("mu_mean", "mu_std", "number_shift") if new.mu_input else ()):
         getattr(new, name).copy_(getattr(prev, name))
     return k

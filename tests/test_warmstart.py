@@ -34,23 +34,28 @@ def scrambled(ff, seed):
     return ff
 
 
-@pytest.mark.parametrize("mu_input", [False, True])
-def test_warm_started_network_computes_the_old_one(mu_input):
+@pytest.mark.parametrize("mu_input, hidden", [(False, (8, 8)), (True, (8, 8)), (True, (13, 11))])
+def test_warm_started_network_computes_the_old_one(mu_input, hidden):
+    """Also a wider network: the added units change nothing until training moves them."""
     phys = PHYS if mu_input else {"t": 1.0, "J": 6.0, "filling": 0.485, "kT": 0.0, "L": 8}
     old = scrambled(MLForceField(Descriptor(LAT, cutoff=2.3), hidden=(8, 8), physics=phys, mu_input=mu_input), 1)
-    new = scrambled(MLForceField(Descriptor(LAT, cutoff=3.5, phase_cutoff=2.3), hidden=(8, 8), physics=phys,
+    new = scrambled(MLForceField(Descriptor(LAT, cutoff=3.5, phase_cutoff=2.3), hidden=hidden, physics=phys,
                                  mu_input=mu_input), 2)
     spins = random_spins(LAT.n_sites, (3,), seed=7)
-    before = new(spins)
+    before = new.grand(spins, -6.2) if mu_input else new(spins)  # (a random wide one need not reach N_e)
     k = warm_start(new, old)
     assert len(set(k.tolist())) == old.descriptor.n_features < new.descriptor.n_features
     a, b = old(spins), new(spins)
-    assert (a.fields - before.fields).abs().max() > 1e-3  # the two networks differed before
+    ref = old.grand(spins, -6.2) if mu_input else a
+    assert (ref.fields - before.fields).abs().max() > 1e-3  # the two networks differed before
     assert torch.allclose(b.energy, a.energy, rtol=0, atol=TOL)
     assert torch.allclose(b.fields, a.fields, rtol=0, atol=TOL)
     if mu_input:
         g_old, g_new = old.grand(spins, -6.2), new.grand(spins, -6.2)
         assert torch.allclose(g_new.number, g_old.number, rtol=0, atol=TOL)
+    if hidden != (8, 8):  # the added units differ from each other (random incoming weights): trainable
+        added = new.net.mlp[0].weight[8:]
+        assert torch.cdist(added, added).triu(1)[torch.ones(5, 5).triu(1).bool()].min() > 1e-3
 
 
 def test_matched_columns_hold_the_same_features():
@@ -67,7 +72,8 @@ def test_descriptor_that_lacks_features_is_refused():
         warm_start(lean, old)
 
 
-@pytest.mark.parametrize("change", [{"hidden": (8, 4)}, {"activation": "tanh"}, {"mu_input": False}])
+@pytest.mark.parametrize("change", [{"hidden": (8, 4)}, {"hidden": (8, 8, 8)}, {"activation": "tanh"},
+                                    {"mu_input": False}])
 def test_other_network_shape_is_refused(change):
     old = MLForceField(Descriptor(LAT, cutoff=2.3), hidden=(8, 8), physics=PHYS, mu_input=True)
     kw = {"hidden": (8, 8), "activation": "silu", "mu_input": True} | change
