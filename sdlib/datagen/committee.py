@@ -65,8 +65,8 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     """Train (or load) ``recipe.committee`` members on the label files ``paths``; returns them in float32.
 
     ``init_from``: a saved ``MLForceField`` (path, or "pretrained" for the shipped model of the
-    recipe's lattice) every member starts as (``sdlib.warmstart``: same hidden widths, its features
-    among the recipe's); without it members start from random weights, and a μ-input network then
+    recipe's lattice) every member starts as (``sdlib.warmstart``: same depth, layers at least as
+    wide, its features among the recipe's); without it members start from random weights, and a μ-input network then
     needs many epochs before its N(μ) reaches N_e. ``overrides`` replace entries of ``TRAIN``
     (e.g. ``epochs``, ``max_minutes`` per member). ``members``: which member numbers to train
     (default all ``recipe.committee``; ``[0]`` is the fixed small network alone).
