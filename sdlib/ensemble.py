@@ -82,7 +82,7 @@ def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | Non
     if guess is not None:
         cell = _cell(number, target, lo, hi, guess.to(lo).expand_as(lo))
         if cell is not None:
-            return _illinois(number, target, *cell, tol, max_iter)[0]
+            return _illinois(number, target, *cell, tol, max_iter)
     f_lo, f_hi = number(lo) - target, number(hi) - target
     tol = _default_tol(f_lo, target) if tol is None else tol
     if (f_lo > tol).any() or (f_hi < -tol).any():
@@ -90,11 +90,11 @@ def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | Non
         raise ValueError(f"the electron number {shown} is outside the range N(μ) spans in the bracket: "
                          f"N(lo) = {(f_lo + target).min().item():.6g} ... N(hi) = {(f_hi + target).max().item():.6g} "
                          f"for μ in [{lo.min().item():.6g}, {hi.max().item():.6g}]")
-    mu, f = _illinois(number, target, lo.clone(), hi.clone(), f_lo, f_hi, tol, max_iter, width=MU_CELL)
+    mu = _illinois(number, target, lo, hi, f_lo, f_hi, tol, max_iter, width=MU_CELL)
     cell = _cell(number, target, lo, hi, mu)
     if cell is None:  # N within tol of the target at an end of the bracket, or not monotonic
         return mu
-    return _illinois(number, target, *cell, tol, max_iter)[0]
+    return _illinois(number, target, *cell, tol, max_iter)
 
 
 def _default_tol(f: torch.Tensor, target) -> float:
@@ -124,10 +124,10 @@ def _cell(number, target, lo, hi, mu0):
 
 def _illinois(number, target, lo, hi, f_lo, f_hi, tol, max_iter, width=None):
     """The Illinois loop of :func:`find_mu` on a valid bracket; stops at |f| ≤ tol, or once the
-    bracket is narrower than ``width`` (a coarse stage). Returns ``(μ, f)``."""
+    bracket is narrower than ``width`` (a coarse stage). Returns μ."""
     tol = _default_tol(f_lo, target) if tol is None else tol
     side = torch.zeros_like(lo, dtype=torch.int8)  # which end moved last: -1 lo, +1 hi
-    mu, f = 0.5 * (lo + hi), None
+    mu = 0.5 * (lo + hi)
     for _ in range(max_iter):
         denom = f_hi - f_lo
         secant = (lo * f_hi - hi * f_lo) / torch.where(denom > 0, denom, torch.ones_like(denom))
@@ -144,7 +144,7 @@ def _illinois(number, target, lo, hi, f_lo, f_hi, tol, max_iter, width=None):
         f_hi = torch.where(below & (side == 1), 0.5 * f_hi, f_hi)  # Illinois: halve the value of
         f_lo = torch.where(~below & (side == -1), 0.5 * f_lo, f_lo)  # an end kept twice in a row
         side = torch.where(below, torch.ones_like(side), -torch.ones_like(side))
-    return mu, f
+    return mu
 
 
 def solve_mu(state, n_electrons: int, name: str | None = None, guess: torch.Tensor | None = None) -> torch.Tensor:

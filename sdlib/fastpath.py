@@ -78,9 +78,13 @@ class FastState:
         v = self.tables.index_select(-1, self.var_index[:, blk].reshape(-1)).unflatten(-1, (-1, blk.stop - blk.start))
         return self.basis.unsqueeze(0) @ v.unsqueeze(1)  # [B, 2, copy, n_b]
 
+    def _gathers(self, f: torch.Tensor):
+        """The two copies of each Gram entry's coefficients, ``f[:, :, r_p]`` and ``f[:, :, s_p]``."""
+        return f.index_select(-2, self.d.pair_r), f.index_select(-2, self.d.pair_s)
+
     def _features_of(self, f: torch.Tensor):
         """Features ``[B, F, n_b]`` of coefficients ``f``, and the gathered copies the backward reuses."""
-        fr, fs = f.index_select(-2, self.d.pair_r), f.index_select(-2, self.d.pair_s)
+        fr, fs = self._gathers(f)
         return torch.cat([f[:, 0].index_select(-2, self.d.linear), (fr * fs).sum(1)], dim=-2), fr, fs
 
     def first_layer(self, net) -> torch.Tensor:
@@ -111,7 +115,7 @@ class FastState:
                 x, fr, fs = self._features_of(f)  # [B, F, n_b]
                 z = w1 @ x + b1[:, None]
             else:
-                fr, fs = f.index_select(-2, self.d.pair_r), f.index_select(-2, self.d.pair_s)
+                fr, fs = self._gathers(f)
                 z = first[:, blk].transpose(-1, -2)
             if extra is not None:
                 z = z + extra

@@ -168,8 +168,7 @@ def printed_clusters(run: str, root: Path = ROOT) -> dict | None:
     The run's summary.json predates the census, which its executed notebook prints as
     ``at t = <t>: <n> clusters per quench, <p> % of the sites ...``; only text outputs are read
     (never the cells' source)."""
-    notebooks = [_run_notebook(run, root)]
-    text = "".join("".join(out.get("text", "")) for cell in json.loads(notebooks[0].read_text())["cells"]
+    text = "".join("".join(out.get("text", "")) for cell in json.loads(_run_notebook(run, root).read_text())["cells"]
                    if cell["cell_type"] == "code" for out in cell.get("outputs", []))
     hits = _CLUSTERS.findall(text)
     if not hits:
@@ -206,13 +205,13 @@ def run_figure(run: str, marker: str, root: Path = ROOT) -> bytes:
 
     The production runs are too large to re-execute when the book is built; their notebooks keep
     the figures they drew, and the chapters show them from there (snapshots, for instance)."""
-    notebooks = [_run_notebook(run, root)]
-    cells = json.loads(notebooks[0].read_text())["cells"]
+    notebook = _run_notebook(run, root)
+    cells = json.loads(notebook.read_text())["cells"]
     hits = [c for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"])]
     if not hits:
-        raise ValueError(f"no code cell of {notebooks[0].name} contains marker {marker!r}")
+        raise ValueError(f"no code cell of {notebook.name} contains marker {marker!r}")
     for out in hits[0].get("outputs", []):
         png = out.get("data", {}).get("image/png")
         if png:
             return base64.b64decode("".join(png) if isinstance(png, list) else png)
-    raise ValueError(f"the cell of {notebooks[0].name} with marker {marker!r} has no PNG output")
+    raise ValueError(f"the cell of {notebook.name} with marker {marker!r} has no PNG output")

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-from ..forcefield import torque
 from ..io import atomic_write
 from ..nn import MLForceField
 from ..training import FieldDataset
-from .committee import train_committee
+from .committee import _rel, train_committee
 from .label import chunk_files
 
 __all__ = ["candidate_paths", "train_candidate", "heldout_times", "measure", "record_candidates"]
@@ -77,10 +76,9 @@ def measure(stem, recipe, work, *, L_cost: int = 64, repeats: int = 3, batch: in
     data = FieldDataset(Path(work) / "heldout" / "labels.h5")
     ff64 = MLForceField.load(stem, lattice=recipe.lattice())
     fields = torch.cat([ff64(data.spins[k:k + batch]).fields for k in range(0, len(data), batch)])
-    t_ml, t_ref = torque(data.spins, fields), torque(data.spins, data.fields)
 
-    def rel(mask):
-        return ((t_ml[mask] - t_ref[mask]).pow(2).sum() / t_ref[mask].pow(2).sum()).sqrt().item()
+    def rel(mask):  # over the frames of mask
+        return _rel(data.spins[mask], fields[mask], data.fields[mask])
 
     times = heldout_times(recipe, len(data))
     windows = {label: {"t": [lo, hi], "frames": int(((times >= lo) & (times <= hi)).sum()),
