@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR")
         if stage == "candidate":
             s.add_argument("--name", required=True, help="the candidate's directory in WORK/candidates")
+            s.add_argument("--frames", type=int, default=None, help="train on this many of the run's frames only")
+            s.add_argument("--lr", type=float, default=None, help="first learning rate (default: TRAIN, or WARM)")
+            s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
         elif stage == "active":
             s.add_argument("--rounds", type=int, default=2)
             s.add_argument("--seed-quenches", type=int, default=None, help="seed quenches per bath (default: the recipe's)")
@@ -129,7 +132,8 @@ def run_study(args) -> None:
         return
     kw = {"epochs": args.epochs, "init_from": init, "max_minutes": args.max_minutes}
     if args.stage == "candidate":  # member 0 of the recipe on every label of the run, then the comparison
-        train_candidate(recipe, args.work, args.name, device=args.device, **kw)
+        lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final)) if v is not None}
+        train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
         if args.record:
             record_candidates(args.work, args.record)
         return

@@ -9,7 +9,7 @@ import h5py
 import pytest
 import torch
 
-from sdlib import ExactSolver, random_spins
+from sdlib import ExactSolver, lattice, random_spins
 from sdlib.datagen import (SQUARE, TRIANGULAR, chunk_files, disagreement, gpu_round, label_pool, labelled_index,
                            ordered_configurations, quench_frames, read_frames, record, select_frames, write_frames)
 from sdlib.datagen.candidates import heldout_times, record_candidates, train_candidate
@@ -170,14 +170,21 @@ def test_gpu_round_dry_run(tmp_path):
     cand = train_candidate(recipe.replace(cutoff=3.0, phase_cutoff=2.3), tmp_path / "work", "wide", device="cpu",
                            init_from="pretrained", epochs=1, log=lambda *a: None)
     assert sum(cand.provenance["frames"].values()) == rounds[1]["labelled_frames"]
+    few = train_candidate(recipe, tmp_path / "work", "few", device="cpu", frames=4, epochs=1, lr=1e-3, log=lambda *a: None)
+    assert sum(few.provenance["frames"].values()) == 4 and few.provenance["training"]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="frames must be an integer in"):
+        train_candidate(recipe, tmp_path / "work", "none", frames=2, epochs=1)
     table = record_candidates(tmp_path / "work", tmp_path / "record", log=lambda *a: None, L_cost=10, repeats=1)
     nets = table["networks"]
-    assert list(nets) == ["round1 member 0", "wide"] and nets["wide"]["cutoff"] == 3.0
+    assert list(nets) == ["round1 member 0", "few", "wide"] and nets["wide"]["cutoff"] == 3.0
     assert nets["wide"]["n_features"] > nets["round1 member 0"]["n_features"]
     assert nets["round1 member 0"]["heldout_torque_rel"] == pytest.approx(rounds[1]["heldout_torque_rel"]["members"][0],
                                                                           rel=1e-9)
     assert nets["wide"]["windows"]["early"]["torque_rel"] == pytest.approx(nets["wide"]["heldout_torque_rel"])
-    assert all(v > 0 for net in nets.values() for v in net["us_per_site"].values())
+    assert nets["few"]["heldout_torque_rel"] is None and "cannot be reached" in nets["few"]["failed"]
+    assert nets["few"]["init_from"] is None and nets["few"]["lr"][0] == 1e-3
+    assert all(v > 0 for name in ("round1 member 0", "wide") for v in nets[name]["us_per_site"].values())
+    assert sum(nets["wide"]["by_bond_field"]["count"]) == nets["wide"]["heldout_frames"] * recipe.n_sites
     with pytest.raises(ValueError, match="no label chunks"):
         train_candidate(recipe, tmp_path / "empty", "x")
 
@@ -200,3 +207,35 @@ def test_io_imports_no_dynamics():
     code = "import sys, sdlib.io; print('sdlib.dynamics' in sys.modules, 'sdlib.datagen' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_error_by_bond_field_locates_a_planted_error():
+    """Sites of ferromagnetic surroundings (φ = 1) and of Néel surroundings (φ = -1) fall in the
+    outer bins; an error planted on the ferromagnetic half only shows there, and the bins' squared
+    errors add up to the total relative error."""
+    from sdlib.datagen.candidates import error_by_bond_field
+    from sdlib.forcefield import torque
+
+    lat = lattice.square(8)
+    x = lat.positions[:, 0].round().long()
+    y = lat.positions[:, 1].round().long()
+    tilt = torch.tensor([0.3, 0.0, 1.0], dtype=torch.float64)
+    fm = torch.nn.functional.normalize(tilt, dim=0).expand(lat.n_sites, 3)
+    neel = fm * (1 - 2 * ((x + y) % 2)).double()[:, None]
+    spins = torch.stack([fm, neel]).clone()
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(2, lat.n_sites, 3, generator=g, dtype=torch.float64)
+    fields = ref.clone()
+    fields[0] += 0.1 * torch.randn(lat.n_sites, 3, generator=g, dtype=torch.float64)  # error on the FM frame only
+    out = error_by_bond_field(spins, fields, ref, lat)
+    assert out["count"][0] == lat.n_sites and out["count"][-1] == lat.n_sites and sum(out["count"]) == 2 * lat.n_sites
+    assert out["error_rms"][0] == pytest.approx(0.0, abs=1e-15) and out["error_rms"][-1] > 0.01
+    assert out["torque_rel"][1] is None  # empty bin
+    t_ref = torque(spins, ref)
+    total = ((torque(spins, fields) - t_ref).pow(2).sum() / t_ref.pow(2).sum()).sqrt().item()
+    full = [k for k, n in enumerate(out["count"]) if n]
+    num = sum(out["count"][k] * out["error_rms"][k] ** 2 for k in full)
+    den = sum(out["count"][k] * out["torque_rms"][k] ** 2 for k in full)
+    assert (num / den) ** 0.5 == pytest.approx(total, rel=1e-12)
+    with pytest.raises(ValueError, match="edges"):
+        error_by_bond_field(spins, fields, ref, lat, edges=(0.0, -1.0))

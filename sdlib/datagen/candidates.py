@@ -5,8 +5,9 @@ another cutoff, descriptor or width) is trained as member 0 on *all* the labels 
 gathered (``round*/labels`` and ``baseline/labels`` of its work directory; labels are on the whole
 lattice, so one data set serves every cutoff), in ``<work>/candidates/<name>/`` (resumable: a
 finished candidate is loaded, a killed one resumes from its checkpoint). :func:`measure` gives its
-relative torque error on the run's held-out frames — all of them and per window of quench time
-(early / middle / late thirds of the recipe's frame times) — and its inference cost in µs per site
+relative torque error on the run's held-out frames — all of them, per window of quench time
+(early / middle / late thirds of the recipe's frame times) and per bin of the local bond field
+(:func:`error_by_bond_field`) — and its inference cost in µs per site
 and evaluation on this machine; :func:`record_candidates` writes the comparison chapter 03 reads.
 """
 from __future__ import annotations
@@ -18,15 +19,20 @@ from pathlib import Path
 
 import torch
 
+from ..analysis import bond_field
+from ..forcefield import torque
 from ..io import atomic_write
 from ..nn import MLForceField
 from ..training import FieldDataset
 from .committee import _rel, train_committee
 from .label import chunk_files
 
-__all__ = ["candidate_paths", "train_candidate", "heldout_times", "measure", "record_candidates"]
+__all__ = ["candidate_paths", "train_candidate", "heldout_times", "error_by_bond_field", "measure", "record_candidates"]
 
 LABEL_DIRS = ("round*/labels", "baseline/labels")
+# bins of the local bond field φ_i = ¼ Σ_nn S_i·S_j for error_by_bond_field: Néel-like (φ → -1) to
+# ferromagnetic (φ → 1) surroundings; the last edge is above 1 so that φ = 1 falls in the last bin
+BOND_FIELD_EDGES = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0 + 1e-9)
 
 
 def candidate_paths(work) -> list:
@@ -60,6 +66,35 @@ def heldout_times(recipe, n_frames: int) -> torch.Tensor:
     return times.repeat(n_frames // len(times))
 
 
+def error_by_bond_field(spins, fields, ref, lattice, edges=BOND_FIELD_EDGES) -> dict:
+    """Where a network's torque error lives: sites binned by their local bond field
+    φ_i = (1/z) Σ_nn S_i·S_j (``sdlib.analysis.bond_field``; -1 Néel, +1 ferromagnetic surroundings).
+
+    ``spins``, ``fields`` (the network's) and ``ref`` (exact) are ``[M, N, 3]``. Returns lists, one
+    entry per bin ``[edges[k], edges[k+1])``: ``count`` (sites), ``error_rms`` = rms |T_i − T_i^ref|,
+    ``torque_rms`` = rms |T_i^ref| and ``torque_rel`` = their ratio (None in an empty bin). In the
+    double-exchange regime the holes gather where the surroundings are ferromagnetic, so a network
+    that has not learnt their kinetic energy misses there first (chapter 03).
+    """
+    edges = [float(e) for e in edges]
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must be at least two increasing numbers, got {edges}")
+    phi = bond_field(spins, lattice).flatten()
+    t_ref = torque(spins, ref)
+    err = (torque(spins, fields) - t_ref).norm(dim=-1).flatten()
+    mag = t_ref.norm(dim=-1).flatten()
+    out = {"edges": edges, "count": [], "error_rms": [], "torque_rms": [], "torque_rel": []}
+    for lo, hi in zip(edges, edges[1:]):
+        m = (phi >= lo) & (phi < hi)
+        n = int(m.sum())
+        e_rms, t_rms = (err[m].pow(2).mean().sqrt().item(), mag[m].pow(2).mean().sqrt().item()) if n else (None, None)
+        out["count"].append(n)
+        out["error_rms"].append(e_rms)
+        out["torque_rms"].append(t_rms)
+        out["torque_rel"].append(e_rms / t_rms if n and t_rms > 0 else None)
+    return out
+
+
 def _windows(recipe) -> dict:
     ft = list(recipe.frame_times)
     k = len(ft)
@@ -69,8 +104,8 @@ def _windows(recipe) -> dict:
 
 @torch.no_grad()
 def measure(stem, recipe, work, *, L_cost: int = 64, repeats: int = 3, batch: int = 4) -> dict:
-    """Held-out relative torque error of the saved network ``stem`` (float64, all frames and per
-    time window) and its cost: µs per site of one evaluation (fast path, float32 and float64, one
+    """Held-out relative torque error of the saved network ``stem`` (float64: all frames, per
+    time window, per bond-field bin) and its cost: µs per site of one evaluation (fast path, float32 and float64, one
     configuration of ``L_cost`` × ``L_cost`` evaluated again, so a fixed-filling network starts its
     μ* search at the right cell; median of ``repeats``; this machine's current threads)."""
     data = FieldDataset(Path(work) / "heldout" / "labels.h5")
@@ -96,7 +131,8 @@ def measure(stem, recipe, work, *, L_cost: int = 64, repeats: int = 3, batch: in
             big(spins)
             runs.append(time.perf_counter() - t0)
         cost[str(dtype).removeprefix("torch.")] = sorted(runs)[len(runs) // 2] / big.n_sites * 1e6
-    return {"heldout_torque_rel": rel(slice(None)), "heldout_frames": len(data), "windows": windows,
+    by_phi = error_by_bond_field(data.spins, fields, data.fields, recipe.lattice())
+    return {"heldout_torque_rel": rel(slice(None)), "heldout_frames": len(data), "windows": windows, "by_bond_field": by_phi,
             "us_per_site": cost, "cost_L": L_cost, "threads": torch.get_num_threads()}
 
 
@@ -114,7 +150,9 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
     """``out/candidates.json``: the networks of the active run in ``work`` — member 0 of its last
     round, its baseline, and every finished candidate in ``<work>/candidates/`` — each with its
     cutoffs and widths, descriptor size, training provenance (its recipe is in it) and
-    :func:`measure` (``measure_kw``: e.g. ``L_cost``). Returns what it wrote."""
+    :func:`measure` (``measure_kw``: e.g. ``L_cost``); a network that cannot be evaluated at the
+    recipe's ensemble (a μ-input network from random weights whose N(μ) does not reach N_e yet) gets
+    ``heldout_torque_rel`` None and the reason under ``failed``. Returns what it wrote."""
     from .recipes import Recipe
 
     work, out = Path(work), Path(out)
@@ -127,7 +165,14 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
                       "hidden": list(recipe.hidden), "n_features": cfg["n_features"],
                       "weights_sha256": cfg["weights_sha256"], "frames": prov.get("frames"),
                       "best_epoch": prov.get("best_epoch"), "stopped": prov.get("stopped"),
-                      "train_wall_s": prov.get("wall_s"), "init_from": prov.get("init_from")} | measure(stem, recipe, work, **measure_kw)
+                      "train_wall_s": prov.get("wall_s"), "init_from": prov.get("init_from"),
+                      "lr": [prov["training"]["lr"], prov["training"]["lr_final"]], "epochs": prov["training"]["epochs"]}
+        try:
+            rows[name] |= measure(stem, recipe, work, **measure_kw)
+        except ValueError as e:  # e.g. a μ-input network whose N(μ) does not reach N_e yet
+            rows[name] |= {"heldout_torque_rel": None, "failed": str(e)}
+            log(f"{name}: cannot be evaluated at the recipe's ensemble: {e}")
+            continue
         log(f"{name}: held-out {rows[name]['heldout_torque_rel']:.4f}, "
             f"{rows[name]['us_per_site']['float32']:.1f} µs/site (float32)")
     summary = {"work": str(work), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",

@@ -34,6 +34,7 @@ TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", e
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)
 CALIBRATION_BINS = 10  # bins of equal site count for the spread-vs-error calibration of heldout_errors
+FRAMES_SEED = 7  # the fixed order of train_committee(frames=...)
 MU_WINDOW = 0.8  # canonical recipes: each frame trains at the grid points within this of its own μ*
 
 
@@ -61,7 +62,7 @@ def _member(recipe, device) -> MLForceField:
 
 
 def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None, members=None, device=None,
-                    log=print, **overrides) -> list:
+                    frames: int | None = None, log=print, **overrides) -> list:
     """Train (or load) ``recipe.committee`` members on the label files ``paths``; returns them in float32.
 
     ``init_from``: a saved ``MLForceField`` (path, or "pretrained" for the shipped model of the
@@ -69,7 +70,9 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     wide, its features among the recipe's); without it members start from random weights, and a μ-input network then
     needs many epochs before its N(μ) reaches N_e. ``overrides`` replace entries of ``TRAIN``
     (e.g. ``epochs``, ``max_minutes`` per member). ``members``: which member numbers to train
-    (default all ``recipe.committee``; ``[0]`` is the fixed small network alone).
+    (default all ``recipe.committee``; ``[0]`` is the fixed small network alone). ``frames``: train on
+    that many frames only, the first of one fixed random order of the labelled frames (the same for
+    every member and every call: runs with equal ``frames`` see the same frames).
     """
     cfg = TRAIN | (WARM if init_from is not None else {}) | overrides
     unknown = set(overrides) - set(TRAIN)
@@ -78,6 +81,10 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     device = default_device(device)
     os.makedirs(out_dir, exist_ok=True)
     ds = grand_dataset(recipe, paths)
+    if frames is not None:
+        if not (isinstance(frames, int) and 3 <= frames <= len(ds)):
+            raise ValueError(f"frames must be an integer in [3, {len(ds)}] (the labelled frames), got {frames!r}")
+        ds = _subset(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(FRAMES_SEED))[:frames], "cpu")
     if len(ds) < 3:
         raise ValueError(f"a committee needs at least 3 labelled frames, got {len(ds)}")
     committee = []
