@@ -89,6 +89,9 @@ def test_command_line_parses_and_refuses():
     assert r.returncode == 2 and "train --J needs --out" in r.stderr
     r = cli("active", "square", "--work", "w", "--set", "kT=-1")
     assert r.returncode != 0 and "Recipe.kT" in r.stderr
+    r = cli("candidate", "square", "--work", "no-such-run", "--name", "x", "--frames", "120", "--lr", "2e-3",
+            "--lr-final", "1e-4", "--init-from", "none")
+    assert r.returncode == 2 and "holds no label chunks" in r.stderr
 
 
 def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):
