@@ -1,0 +1,63 @@
+"""Exact reference quenches (sdlib.datagen.reference): a run split across calls and kills equals one
+uninterrupted run bit for bit; replaying the file with the exact solver reproduces it exactly, so a
+replay with another force field differs only through the fields; a changed force field is seen;
+bad input is refused by name."""
+import pytest
+import torch
+
+from sdlib import ExactSolver, random_spins
+from sdlib.analysis import nn_correlation
+from sdlib.datagen import SQUARE
+from sdlib.datagen.reference import read_reference, reference_paths, replay, run_reference
+
+SMALL = SQUARE.replace(L=6, cutoff=2.0, phase_cutoff=None)
+T_END = 1.0  # 20 steps of dt = 0.05
+
+
+def quiet(*_):
+    pass
+
+
+def run(out, seeds=(3,), t_end=T_END, **kw):
+    return run_reference(SMALL, out, seeds, t_end, bath_kT=0.02, corr_every=2, spins_every=10, checkpoint_every=5,
+                         log=quiet, **kw)
+
+
+def test_run_in_pieces_equals_one_run_and_exact_replay_is_identical(tmp_path):
+    assert run(tmp_path / "one") == {3: T_END}
+    run(tmp_path / "split", t_end=0.5)
+    assert read_reference(tmp_path / "split" / "seed3.pt")["t_reached"] == 0.5
+    run(tmp_path / "split")  # continues from its file
+    a, b = read_reference(tmp_path / "one" / "seed3.pt"), read_reference(tmp_path / "split" / "seed3.pt")
+    assert torch.equal(a["spins"], b["spins"]) and torch.equal(a["corr"], b["corr"])
+    assert a["spins"].shape == (3, SMALL.n_sites, 3) and len(a["t"]) == 11  # t = 0, 0.1, ..., 1
+    # the first kept configuration is the seeded random state; the records are what they say
+    assert torch.equal(a["spins"][0], random_spins(SMALL.n_sites, seed=3))
+    lat = SMALL.lattice()
+    assert torch.allclose(a["corr"][-1], nn_correlation(a["spins"][-1], lat), rtol=0, atol=1e-14)
+    assert torch.allclose(a["energy"][0], ExactSolver(SMALL.dynamics_model())(a["spins"][0]).energy / lat.n_sites,
+                          rtol=0, atol=1e-12)
+    e = replay(ExactSolver(SMALL.dynamics_model()), tmp_path / "one" / "seed3.pt", lat)
+    assert torch.equal(e["spins"], a["spins"]) and torch.equal(e["corr"], a["corr"])
+
+
+def test_replay_with_another_force_field_differs_through_the_fields_only(tmp_path):
+    run(tmp_path, seeds=(0, 1))
+    assert [p.name for p in reference_paths(tmp_path)] == ["seed0.pt", "seed1.pt"]
+    lat, path = SMALL.lattice(), tmp_path / "seed1.pt"
+    other = ExactSolver(SMALL.replace(J=5.0).dynamics_model())
+    r, o = read_reference(path), replay(other, path, lat, t_end=0.5)
+    assert torch.equal(o["spins"][0], r["spins"][0]) and len(o["t"]) == 6
+    assert (o["corr"][1:] - r["corr"][1:6]).abs().max() > 1e-4  # J = 5 instead of 6 is seen at once
+
+
+def test_deadline_stops_at_a_checkpoint_and_bad_input_is_refused(tmp_path):
+    reached = run(tmp_path, minutes=1e-9)  # the first chunk runs, none after it
+    assert 0 < reached[3] < T_END
+    with pytest.raises(ValueError, match="beyond the reference quench"):
+        replay(ExactSolver(SMALL.dynamics_model()), tmp_path / "seed3.pt", SMALL.lattice(), t_end=T_END)
+    for kw, name in (({"t_end": -1.0}, "t_end"), ({"minutes": 0}, "minutes")):
+        with pytest.raises(ValueError, match=name):
+            run(tmp_path, **kw)
+    with pytest.raises(ValueError, match="bath_kT"):
+        run_reference(SMALL, tmp_path, (0,), T_END, bath_kT=-0.1)
