@@ -9,6 +9,8 @@
   (``book/runs/05-square-phase-separation``);
 - ``run_figure(run, marker)``: a figure of a production run as its executed notebook shows it
   (``book/runs/<run>/<notebook>.ipynb``), e.g. its late snapshots;
+- ``run_dir(run)``: the folder of a committed run, e.g. ``05-exact-30x30`` (exact reference
+  quenches, ``sdlib.datagen.reference``);
 - ``ml_benchmark()``: cost of the network against exact diagonalisation (``benchmarks/results_ml.json``).
 
 The book quotes these numbers through these functions rather than typing them, so a new model
@@ -30,11 +32,20 @@ import numpy as np
 from .analysis import growth_exponent
 
 __all__ = ["ROOT", "model_card", "locality", "coarsening_run", "coarsening_sweep",
-           "phase_separation_run", "ml_benchmark", "run_figure"]
+           "phase_separation_run", "ml_benchmark", "run_figure", "run_dir"]
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = DATA.parent.parent  # the checkout (development install)
 RUNS = Path("book") / "runs"
+
+
+def run_dir(run: str, root: Path = ROOT) -> Path:
+    """The folder ``book/runs/<run>`` of the checkout (raises if it is not there)."""
+    path = Path(root) / RUNS / run
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} not found: the book's committed runs are read from a checkout of the "
+                                "repository (pass root=<checkout>)")
+    return path
 
 
 def _read(path: Path) -> dict:

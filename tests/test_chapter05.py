@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from sdlib import ExactSolver, MLForceField, SDModel, lattice
+from sdlib.datagen.reference import read_reference, reference_paths
+from sdlib.results import run_dir
 from sdlib.electrons import ordered
 
 from tests.chapters import run_chapter
 
-TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_steps=20, n_snapshots=8)
+TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_steps=20, n_snapshots=8, t_exact=0.5)
 
 
 def run(tmp_path, **params):
@@ -23,6 +25,7 @@ def run(tmp_path, **params):
     ({"threshold": 1.0}, "threshold must be a number in"),
     ({"precision": "float16"}, "precision must be 'float64' or 'float32'"),
     ({"n_steps": 5}, "n_steps must be an integer in"),
+    ({"t_exact": -1.0}, "t_exact must be a number in"),
 ])
 def test_chapter05_rejects_bad_parameters(tmp_path, bad, message):
     with pytest.raises(pm.PapermillExecutionError, match=message):
@@ -55,6 +58,16 @@ def test_chapter05_tiny_production_run(tmp_path):
     assert corr_ml.shape == corr_ref.shape == (TINY["n_seeds_ref"], len(val["t"]))
     assert torch.allclose(corr_ml[:, 0], corr_ref[:, 0]), "both quenches start from the same random states"
     assert (corr_ml - corr_ref).abs().max().item() == pytest.approx(res["corr_max_diff"])
+    # the replay against the committed exact 30 x 30 quenches: the exact side is the files' own record
+    exact = {int(p.stem[4:]): read_reference(p) for p in reference_paths(run_dir("05-exact-30x30"))}
+    assert exact and sorted(r["seed"] for r in val["exact_30x30"]) == sorted(exact)
+    for r in val["exact_30x30"]:
+        ref = exact[r["seed"]]
+        assert r["t"][-1] == pytest.approx(TINY["t_exact"]) and len(r["corr_ml"]) == len(r["corr_exact"])
+        assert torch.equal(torch.tensor(r["corr_exact"], dtype=torch.float64), ref["corr"][:len(r["t"])])
+        assert r["corr_ml"][0] == pytest.approx(r["corr_exact"][0], abs=1e-12), "same initial state"
+    assert res["corr30_max_diff"] == pytest.approx(max(np.abs(np.subtract(r["corr_ml"], r["corr_exact"])).max()
+                                                       for r in val["exact_30x30"]))
     # a second run resumes every quench from its checkpoint and reproduces the results exactly
     again = run(tmp_path, **TINY, out_dir=str(out))
     assert again == res
