@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from sdlib.datagen import STUDIES, baseline, gpu_round, label_pool, make_driver, record, run_active, study
+from sdlib.datagen import STUDIES, baseline, gpu_round, label_pool, make_driver, record, run_active, seed_data, study
 from sdlib.datagen.candidates import record_candidates, train_candidate
 from sdlib.datagen.shipped import RECIPES, generate, label_grand, mu_grid, relabel, with_coupling
 from sdlib.datagen.shipped_train import train
@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--frames", type=int, default=None, help="train on this many of the run's frames only")
             s.add_argument("--lr", type=float, default=None, help="first learning rate (default: TRAIN, or WARM)")
             s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
+            s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
+                           "frames and round 0 with this many seed quenches per bath, labelled on --device")
         elif stage == "active":
             s.add_argument("--rounds", type=int, default=2)
             s.add_argument("--seed-quenches", type=int, default=None, help="seed quenches per bath (default: the recipe's)")
@@ -132,6 +134,9 @@ def run_study(args) -> None:
         return
     kw = {"epochs": args.epochs, "init_from": init, "max_minutes": args.max_minutes}
     if args.stage == "candidate":  # member 0 of the recipe on every label of the run, then the comparison
+        if args.seed_quenches is not None:  # a fresh machine (a GPU window) makes its own labels
+            seed_data(recipe, args.work, args.driver, device=args.device, chunk=args.chunk,
+                      n_seed_quenches=args.seed_quenches)
         lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final)) if v is not None}
         train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
         if args.record:

@@ -1,10 +1,12 @@
 """The shipped models' recipes (sdlib.datagen.shipped): another exchange coupling (the J sweep of
 chapter 04) changes J and nothing else, and data or models of another J are never mixed; the
 command line over them parses and refuses what it should."""
+import json
 import os
 import subprocess
 import sys
 
+import h5py
 import pytest
 import torch
 
@@ -92,6 +94,19 @@ def test_command_line_parses_and_refuses():
     r = cli("candidate", "square", "--work", "no-such-run", "--name", "x", "--frames", "120", "--lr", "2e-3",
             "--lr-final", "1e-4", "--init-from", "none")
     assert r.returncode == 2 and "holds no label chunks" in r.stderr
+
+
+def test_candidate_makes_its_own_labels_on_a_fresh_machine(tmp_path):
+    """``candidate --seed-quenches``: held-out frames, round 0 and its labels, then the network and its record."""
+    work, rec = tmp_path / "w", tmp_path / "rec"
+    r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5", "--set", "frame_times=0.5,1",
+            "--set", "bath_kT=0,0.05", "--set", "ordered=2", "--driver", "pretrained", "--seed-quenches", "2",
+            "--init-from", "none", "--epochs", "1", "--name", "x", "--device", "cpu", "--record", str(rec))
+    assert r.returncode == 0, r.stderr
+    with h5py.File(work / "round0" / "labels" / "c00000.h5") as h5:  # 2 quenches x 2 baths x 2 times + 2 ordered
+        assert h5["fields"].shape[0] == 10
+    assert (work / "heldout" / "labels.h5").is_file()
+    assert json.loads((rec / "candidates.json").read_text())["networks"]["x"]["frames"] == {"train": 8, "val": 2}
 
 
 def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):

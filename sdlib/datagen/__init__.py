@@ -9,7 +9,8 @@
 ``scripts/make_models.py`` is a command line over this package; ``shipped`` holds the recipes and
 steps of the two models shipped in ``sdlib/data`` (small clusters, T_e = 0 quenches relabelled).
 """
-from .active import active_round, baseline, explore, make_driver, make_heldout, read_rounds, record, run_active, seed
+from .active import (active_round, baseline, explore, make_driver, make_heldout, read_rounds, record, run_active, seed,
+                     seed_data)
 from .committee import grand_dataset, heldout_errors, train_committee
 from .job import gpu_round
 from .label import chunk_files, label_fixed, label_pool, labelled_index, read_frames, write_frames
@@ -20,5 +21,5 @@ from .select import disagreement, ordered_configurations, select_frames, torque_
 __all__ = ["Recipe", "SQUARE", "TRIANGULAR", "STUDIES", "study", "generate_quench_data", "quench_frames",
            "torque_spread", "disagreement", "select_frames", "ordered_configurations", "write_frames", "read_frames",
            "label_pool", "chunk_files", "labelled_index", "label_fixed", "grand_dataset", "train_committee",
-           "heldout_errors", "make_driver", "seed", "make_heldout", "explore", "active_round", "run_active",
+           "heldout_errors", "make_driver", "seed", "seed_data", "make_heldout", "explore", "active_round", "run_active",
            "baseline", "read_rounds", "record", "gpu_round"]

@@ -30,7 +30,7 @@ from .label import chunk_files, default_device, label_fixed, label_pool, write_f
 from .quench import quench_frames
 from .select import disagreement, ordered_configurations, select_frames
 
-__all__ = ["make_driver", "seed", "make_heldout", "explore", "active_round", "run_active", "baseline", "read_rounds",
+__all__ = ["make_driver", "seed", "seed_data", "make_heldout", "explore", "active_round", "run_active", "baseline", "read_rounds",
            "record"]
 
 HELDOUT_SEED, SEED_SEED, EXPLORE_SEED, BASELINE_SEED = 900_000, 100_000, 10_000, 500_000
@@ -231,14 +231,23 @@ def baseline(recipe, work, rounds: int, driver, device=None, chunk: int = 16, lo
     return entry
 
 
-def run_active(recipe, work, rounds: int, driver="exact", device=None, chunk: int = 16, n_seed_quenches=None,
-               log=print, **train_kw) -> list:
-    """Seed, label, then ``rounds`` active rounds and a last committee on everything; returns ``rounds.json``."""
+def seed_data(recipe, work, driver="exact", device=None, chunk: int = 16, n_seed_quenches=None, log=print) -> Path:
+    """The held-out frames and round 0 (seed quenches, ordered configurations), labelled; resumable.
+    Returns the folder of round 0's labels."""
     device = default_device(device)
     drv = make_driver(recipe, driver, device) if isinstance(driver, str) else driver
     make_heldout(recipe, work, drv, device=device, log=log)
     frames = seed(recipe, work, drv, device=device, n_quenches=n_seed_quenches, log=log)
-    label_pool(frames, Path(work) / "round0" / "labels", recipe, chunk=chunk, device=device, log=log)
+    out = Path(work) / "round0" / "labels"
+    label_pool(frames, out, recipe, chunk=chunk, device=device, log=log)
+    return out
+
+
+def run_active(recipe, work, rounds: int, driver="exact", device=None, chunk: int = 16, n_seed_quenches=None,
+               log=print, **train_kw) -> list:
+    """Seed, label, then ``rounds`` active rounds and a last committee on everything; returns ``rounds.json``."""
+    device = default_device(device)
+    seed_data(recipe, work, driver, device=device, chunk=chunk, n_seed_quenches=n_seed_quenches, log=log)
     for r in range(rounds + 1):
         active_round(recipe, work, r, device=device, chunk=chunk, explore_next=r < rounds, log=log, **train_kw)
     return read_rounds(work)
