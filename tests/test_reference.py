@@ -61,3 +61,12 @@ def test_deadline_stops_at_a_checkpoint_and_bad_input_is_refused(tmp_path):
             run(tmp_path, **kw)
     with pytest.raises(ValueError, match="bath_kT"):
         run_reference(SMALL, tmp_path, (0,), T_END, bath_kT=-0.1)
+
+
+@pytest.mark.gpu
+def test_reference_made_on_a_gpu_replays_on_the_cpu(tmp_path):
+    """The exact solver on CUDA, the integrator and its noise on the CPU: the CPU replay follows it."""
+    run(tmp_path / "gpu", device="cuda")
+    cpu = replay(ExactSolver(SMALL.dynamics_model()), tmp_path / "gpu" / "seed3.pt", SMALL.lattice())
+    gpu = read_reference(tmp_path / "gpu" / "seed3.pt")
+    assert (cpu["spins"] - gpu["spins"]).abs().max() < 1e-8  # the same noise; fields differ at round-off

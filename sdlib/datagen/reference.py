@@ -18,10 +18,14 @@ GPU window: ``minutes`` stops it at the first checkpoint after the deadline). Re
 pickle: ``torch.load(weights_only=True)``.
 
 :func:`replay` runs another force field from the file's initial state with the file's LLG
-parameters and seed: the thermal noise is the same draw for draw when it is made on the same kind
-of device (the random stream of ``torch.Generator`` differs between CPU and CUDA), so the two
-trajectories differ only through the fields. Cost here: one 30 × 30 exact evaluation is 2.5–4 s
-on this machine's cores (31 ms on an H200), two per step.
+parameters and seed, on the CPU. The integrator of a reference quench and its random stream
+always live on the CPU, also when the exact solver runs on a GPU (``device``: the spins go there
+for each evaluation, 900 × 3 numbers, and the fields come back), because ``torch.Generator``
+streams differ between CPU and CUDA: so the replay draws the same thermal noise draw for draw,
+and the two trajectories differ only through the fields, wherever the reference was made. (A quench
+continued on another device stays the same run; its fields differ from the first device's at
+round-off.) Cost: one 30 × 30 exact evaluation is 2.5–4 s on this machine's cores (31 ms on an
+H200), two per step.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import torch
 from ..analysis import nn_correlation
 from ..dynamics import LLG, FunctionObserver
 from ..electrons.ed import ExactSolver
+from ..forcefield import ForceFieldOutput
 from ..model import random_spins
 
 __all__ = ["run_reference", "read_reference", "replay", "reference_paths"]
@@ -58,6 +63,18 @@ def _steps(t_end: float, dt: float) -> int:
     return int(round(t_end / dt))
 
 
+class _OnDevice:
+    """``ff`` evaluated on ``device`` for spins that live on the CPU (results back on the CPU)."""
+
+    def __init__(self, ff, device):
+        self.ff, self.device = ff, torch.device(device)
+
+    def __call__(self, spins):
+        out = self.ff(spins.to(self.device))
+        cpu = lambda x: None if x is None else x.cpu()
+        return ForceFieldOutput(cpu(out.energy), cpu(out.fields), cpu(out.number), cpu(out.mu))
+
+
 def reference_paths(out_dir) -> list[Path]:
     """The quench files of a reference folder, by seed."""
     return sorted(Path(out_dir).glob("seed*.pt"), key=lambda p: int(p.stem[4:]))
@@ -77,13 +94,15 @@ def run_reference(recipe, out_dir, seeds, t_end: float, bath_kT: float, minutes:
     n_steps = _steps(t_end, recipe.dt)
     model = recipe.dynamics_model()
     lat, solver = model.lattice, ExactSolver(model)
+    if device is not None and torch.device(device).type != "cpu":
+        solver = _OnDevice(solver, device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
     reached, progressed = {}, False  # the first chunk of a call always runs
     for s in seeds:
         path = out_dir / f"seed{int(s)}.pt"
-        spins0 = random_spins(lat.n_sites, seed=int(s), device=device)
+        spins0 = random_spins(lat.n_sites, seed=int(s))
         done = torch.load(path, weights_only=True)["step"] if path.exists() else 0
         while done < n_steps and (deadline is None or time.monotonic() < deadline or not progressed):
             t0, target = time.perf_counter(), min(n_steps, done + CHUNK * checkpoint_every)
