@@ -121,11 +121,15 @@ def read_reference(path) -> dict:
     ``spins`` [K, N, 3], ``params`` (the LLG's), ``t_reached``."""
     state = torch.load(path, weights_only=True)
     obs = {o["name"]: o for o in state["observers"]}
-    c = torch.stack(obs["corr"]["values"])
-    return {"t": torch.tensor(obs["corr"]["times"], dtype=torch.float64), "corr": c[:, 0], "energy": c[:, 1],
-            "spins_t": torch.tensor(obs["spins"]["times"], dtype=torch.float64),
-            "spins": torch.stack(obs["spins"]["values"]), "params": state["params"],
-            "t_reached": state["step"] * state["params"]["dt"], "every": {k: o["every"] for k, o in obs.items()}}
+    return _arrays(obs["corr"], obs["spins"], state["params"], state["step"] * state["params"]["dt"])
+
+
+def _arrays(corr: dict, spins: dict, params: dict, t_reached: float) -> dict:
+    """:func:`read_reference`'s arrays from the two records (``Observer.state_dict`` plus ``every``)."""
+    c = torch.stack(corr["values"])
+    return {"t": torch.tensor(corr["times"], dtype=torch.float64), "corr": c[:, 0], "energy": c[:, 1],
+            "spins_t": torch.tensor(spins["times"], dtype=torch.float64), "spins": torch.stack(spins["values"]),
+            "params": params, "t_reached": t_reached, "every": {"corr": corr["every"], "spins": spins["every"]}}
 
 
 def replay(ff, path, lattice, t_end: float | None = None, progress: bool = False) -> dict:
@@ -140,7 +144,4 @@ def replay(ff, path, lattice, t_end: float | None = None, progress: bool = False
     llg = LLG(ff, dt=p["dt"], alpha=p["alpha"], kT=p["kT"], seed=p["seed"], method=p["method"], progress=progress)
     obs = _observers(lattice, ref["every"]["corr"], ref["every"]["spins"])
     llg.run(spins0, _steps(t_end, p["dt"]), observers=obs)
-    c = obs[0].stacked().double()
-    return {"t": torch.tensor(obs[0].times, dtype=torch.float64), "corr": c[:, 0], "energy": c[:, 1],
-            "spins_t": torch.tensor(obs[1].times, dtype=torch.float64), "spins": obs[1].stacked(),
-            "params": p, "t_reached": t_end, "every": ref["every"]}
+    return _arrays(*({"every": o.every, **o.state_dict()} for o in obs), p, t_end)
