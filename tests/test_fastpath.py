@@ -103,6 +103,25 @@ def test_blocks_of_sites_change_nothing(monkeypatch, mu_input):
     assert_same(call(), one)
 
 
+def test_blocks_of_sites_in_the_number_pass_change_nothing(monkeypatch):
+    """N(μ) of the μ* solve runs over the sites in cache-sized blocks on the CPU: three blocks give the
+    one-block result and the N of the backward pass (the μ-derivative of Ω by the other route)."""
+    import sdlib.nn as nn_module
+    from sdlib.fastpath import FastState
+
+    ff = random_model("square", L=12, mu_input=True, seed=11)
+    spins = random_spins(ff.n_sites, batch=2, seed=12)
+    mu = torch.tensor([-0.3, 0.5], dtype=torch.float64)
+    pre = FastState(ff.descriptor, spins).first_layer(ff.net)
+    monkeypatch.setattr(nn_module, "NUMBER_BLOCK", 1 << 30)
+    one = ff.net.number_at_first_layer(pre)(mu)
+    monkeypatch.setattr(nn_module, "NUMBER_BLOCK", 1)  # blocks of 64 sites: three on 12 x 12
+    many = ff.net.number_at_first_layer(pre)(mu)
+    ref = ff.grand(spins, mu).number
+    assert torch.allclose(many, one, rtol=TOL, atol=0) and torch.allclose(many, ref, rtol=TOL, atol=0)
+    assert not torch.allclose(many, ff.net.number_at_first_layer(pre)(mu + 0.1), rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("kind", ["square", "triangular"])
 def test_fast_fields_are_minus_the_energy_gradient(kind):
     ff = random_model(kind, check_norm=False, seed=4)
