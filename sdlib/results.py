@@ -203,7 +203,7 @@ def ml_benchmark(root: Path = ROOT, device: str = "cpu") -> dict:
 
 def _run_notebook(run: str, root: Path) -> Path:
     """The executed notebook of the committed run ``book/runs/<run>`` (exactly one)."""
-    base = Path(root) / RUNS / run
+    base = run_dir(run, root)
     notebooks = sorted(base.glob("*.ipynb"))
     if len(notebooks) != 1:
         raise FileNotFoundError(f"{base}: expected one executed notebook of the run, found {len(notebooks)}")

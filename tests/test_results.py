@@ -110,8 +110,11 @@ def test_run_figure_is_the_cell_output(tmp_path):
         results.run_figure("09-test", "x = 1", root=tmp_path)
     with pytest.raises(ValueError, match="marker"):
         results.run_figure("09-test", "not there", root=tmp_path)
-    with pytest.raises(FileNotFoundError, match="one executed notebook"):
+    with pytest.raises(FileNotFoundError, match="10-missing not found"):
         results.run_figure("10-missing", "x", root=tmp_path)
+    (tmp_path / "book" / "runs" / "11-empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="one executed notebook"):
+        results.run_figure("11-empty", "x", root=tmp_path)
 
 
 @pytest.mark.parametrize("run, marker", [("04-triangular-coarsening", "plot_triangle_field(lat_big"),
