@@ -42,6 +42,7 @@ from .lattice import Lattice
 __all__ = [
     "chirality", "bond_field", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
+    "sample_exponents",
     "FitWindow", "fit_window",
     "triangle_pairs", "wall_length", "radial_average", "mean_and_error", "wall_anisotropy",
 ]
@@ -310,6 +311,24 @@ def growth_exponent(t, L, t_min=None, t_max=None) -> tuple[float, float]:
     sigma2 = float(((y - A @ coef) ** 2).sum() / dof) if dof > 0 else 0.0
     cov = sigma2 * np.linalg.inv(A.T @ A)
     return float(coef[1]), float(np.sqrt(cov[1, 1]))
+
+
+def sample_exponents(t, L_samples, t_min=None, t_max=None) -> np.ndarray:
+    """The growth exponent of each sample's own L(t) on one window: ``growth_exponent`` of every row
+    of ``L_samples`` ``[S, n_t]`` (independent quenches on the times ``t`` ``[n_t]``); ``[S]``, nan
+    for a sample with fewer than three points of L > 0 in the window. Their spread across the
+    samples (``mean_and_error``) is the statistical error of an exponent that one fit of the
+    sample mean does not give."""
+    t, L_samples = _numpy(t).astype(float), _numpy(L_samples).astype(float)
+    if L_samples.ndim != 2 or t.ndim != 1 or L_samples.shape[1] != t.shape[0]:
+        raise ValueError(f"L_samples must be [samples, len(t)], got shape {L_samples.shape} for {t.shape[0]} times")
+    out = np.full(len(L_samples), np.nan)
+    for k, row in enumerate(L_samples):
+        try:
+            out[k] = growth_exponent(t, row, t_min, t_max)[0]
+        except ValueError:
+            pass
+    return out
 
 
 class FitWindow(NamedTuple):

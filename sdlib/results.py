@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import growth_exponent
+from .analysis import growth_exponent, mean_and_error
 
 __all__ = ["ROOT", "model_card", "locality", "coarsening_run", "coarsening_sweep",
            "phase_separation_run", "ml_benchmark", "run_figure", "run_dir"]
@@ -154,7 +154,9 @@ def phase_separation_run(root: Path = ROOT) -> dict:
     Keys: ``L`` (lattice side), ``n_quenches``, ``t_end``, ``kT``, ``threshold`` (bond-field
     threshold of the clusters), ``t_start`` / ``t_split`` (the early fit is t_start ≤ t ≤ t_split,
     the late one t ≥ t_split), ``n_early`` / ``n_late`` ((exponent, standard error) of L ∝ t^n),
-    ``L_end``, and the network-vs-ED check: ``ref_L``, ``ref_quenches``, ``ref_t_end``,
+    ``L_end``, ``n_early_quenches`` / ``n_late_quenches`` ((mean, standard error) over the quenches of
+    their own exponents in the same windows; None for a run of one quench or one that predates
+    them), and the network-vs-ED check: ``ref_L``, ``ref_quenches``, ``ref_t_end``,
     ``ref_max_dcorr`` (largest difference of the mean nearest-neighbour S_i·S_j) and
     ``ref_max_dE`` (of the energy per site, units of t), ``clusters`` (:func:`printed_clusters`)."""
     run = Path(root) / RUNS / "05-square-phase-separation"
@@ -164,9 +166,16 @@ def phase_separation_run(root: Path = ROOT) -> dict:
     return {"L": p["L"], "n_quenches": s["n_seeds"], "t_end": s["t"][-1], "kT": p["kT"],
             "threshold": p["threshold"], "t_start": e["t_start"], "t_split": e["t_split"],
             "n_early": tuple(e["early"]), "n_late": tuple(e["late"]), "L_end": s["L"][-1],
+            **{f"n_{w}_quenches": _spread(s.get("exponents_per_quench", {}).get(w, [])) for w in ("early", "late")},
             "ref_L": _side(v["n_sites"]), "ref_quenches": len(v["corr_ml"]), "ref_t_end": v["t"][-1],
             "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference"),
             "clusters": printed_clusters("05-square-phase-separation", root)}
+
+
+def _spread(values) -> tuple[float, float] | None:
+    """(mean, standard error) of the finite values, None for fewer than two."""
+    v = [float(x) for x in values if x is not None and math.isfinite(x)]
+    return tuple(float(x) for x in mean_and_error(v)) if len(v) >= 2 else None
 
 
 _CLUSTERS = re.compile(r"at t = ([\d.]+): ([\d.]+) clusters per quench, ([\d.]+) % of the sites")

@@ -180,3 +180,20 @@ def test_power_law_guides_start_at_the_fit_start():
     with pytest.raises(ValueError, match="t0"):
         plot_power_laws(ax, t, L, t0=1000.0)
     plt.close(fig)
+
+
+def test_sample_exponents_fit_each_quench_on_the_window():
+    t = np.geomspace(0.5, 500.0, 40)
+    n_true = np.array([0.2, 0.3, 0.45])
+    L = np.array([2.0 * (k + 1) * t ** n for k, n in enumerate(n_true)])
+    L[:, t < 5.0] = 1.0  # before the window: flat, must not enter the fit
+    got = analysis.sample_exponents(t, L, t_min=5.0, t_max=200.0)
+    assert np.allclose(got, n_true, rtol=1e-12, atol=0)
+    L[1, (t >= 5.0)] = 0.0  # no clusters in the window: that quench has no exponent
+    L[1, 25] = 1.0
+    got = analysis.sample_exponents(t, L, t_min=5.0)
+    assert np.isnan(got[1]) and np.allclose(got[[0, 2]], n_true[[0, 2]], rtol=1e-12)
+    mean, err = analysis.mean_and_error(got[np.isfinite(got)])
+    assert float(mean) == pytest.approx(n_true[[0, 2]].mean()) and float(err) == pytest.approx(0.125, rel=1e-9)
+    with pytest.raises(ValueError, match="L_samples"):
+        analysis.sample_exponents(t, L[:, :-1])

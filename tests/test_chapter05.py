@@ -6,14 +6,14 @@ import papermill as pm
 import pytest
 import torch
 
-from sdlib import ExactSolver, MLForceField, SDModel, lattice
+from sdlib import ExactSolver, MLForceField, SDModel, analysis, lattice
 from sdlib.datagen.reference import read_reference, reference_paths
 from sdlib.results import run_dir
 from sdlib.electrons import ordered
 
 from tests.chapters import run_chapter
 
-TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_steps=20, n_snapshots=8, t_exact=0.5)
+TINY = dict(L_ref=6, n_seeds_ref=2, n_steps_ref=10, L=8, n_seeds=2, n_steps=20, n_snapshots=8, t_exact=0.5)
 
 
 def run(tmp_path, **params):
@@ -53,6 +53,23 @@ def test_chapter05_tiny_production_run(tmp_path):
     assert len(n_clusters) == len(fraction) == len(summary["t"])
     assert np.allclose(n_clusters, np.round(n_clusters), atol=1e-9) and np.all((0 <= fraction) & (fraction <= 1))
     assert np.all(fraction * summary["n_sites"] >= 2 * n_clusters / summary["n_seeds"] - 1e-9)
+    # each quench's own L_A: their mean is the curve, their exponents are fits in the mean curve's windows
+    # (this short run has none to fit; analysis.sample_exponents is tested on power laws)
+    per_quench = np.array(summary["L_per_quench"])
+    assert per_quench.shape == (TINY["n_seeds"], len(summary["t"]))
+    assert np.allclose(per_quench.mean(0), summary["L"], rtol=1e-12, atol=0)
+    ex = summary["exponents"]
+    for window, (lo, hi) in (("early", (ex["t_start"], ex["t_split"])), ("late", (ex["t_split"], None))):
+        got = summary["exponents_per_quench"][window]
+        assert len(got) == TINY["n_seeds"]
+        for n, L_q in zip(got, per_quench):
+            try:
+                expected = analysis.growth_exponent(summary["t"], L_q, t_min=lo, t_max=hi)[0]
+            except ValueError:
+                expected = None
+            assert (n is None) == (expected is None or not np.isfinite(expected))
+            if n is not None:
+                assert n == pytest.approx(expected, rel=1e-12)
     val = json.loads((out / "validation.json").read_text())
     corr_ml, corr_ref = torch.tensor(val["corr_ml"]), torch.tensor(val["corr_reference"])
     assert corr_ml.shape == corr_ref.shape == (TINY["n_seeds_ref"], len(val["t"]))

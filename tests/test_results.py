@@ -3,6 +3,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sdlib import results
@@ -66,6 +67,25 @@ def test_phase_separation_run_is_the_summary():
     assert 0 < run["ref_max_dcorr"] < 1 and run["ref_max_dE"] > 0
     c = run["clusters"]  # the production run prints its cluster census at its last time
     assert c is not None and c["t"] == s["t"][-1] and c["per_quench"] >= 1 and 0 < c["percent_sites"] < 100
+    for w in ("early", "late"):  # the spread of the quenches' own exponents, where the run has two or more
+        ns = [n for n in s.get("exponents_per_quench", {}).get(w, []) if n is not None]
+        got = run[f"n_{w}_quenches"]
+        assert (got is None) == (len(ns) < 2)
+        if got is not None:
+            assert got[0] == pytest.approx(np.mean(ns)) and got[1] == pytest.approx(np.std(ns, ddof=1) / np.sqrt(len(ns)))
+
+
+def test_phase_separation_run_spread_over_quenches(tmp_path):
+    """A run with per-quench exponents gives their mean and standard error; None below two quenches."""
+    run = tmp_path / "book" / "runs" / "05-square-phase-separation"
+    run.mkdir(parents=True)
+    for name in ("summary.json", "validation.json", "05_square_phase_separation.ipynb"):
+        (run / name).write_bytes((RUNS / "05-square-phase-separation" / name).read_bytes())
+    s = read(run / "summary.json")
+    s["exponents_per_quench"] = {"early": [0.1, 0.3, None], "late": [0.05]}
+    (run / "summary.json").write_text(json.dumps(s))
+    out = results.phase_separation_run(root=tmp_path)
+    assert out["n_early_quenches"] == pytest.approx((0.2, 0.1)) and out["n_late_quenches"] is None
 
 
 def test_printed_clusters_reads_outputs_not_source(tmp_path):
