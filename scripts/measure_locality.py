@@ -19,6 +19,16 @@ R ≤ L/2 and every electron temperature T_e of ``--kTs`` from one diagonalisati
   that frame (``ExactSolver(SDModel(..., filling=0.485)).chemical_potential``).
 
 ``--samples L:QxC,...`` sets quenches and centres per size (defaults below); samples = 3 Q C.
+
+``--surroundings`` (square lattice) chooses the centres by what surrounds them instead of at
+random: in each frame C sites with at least three of their four bonds ferromagnetic (S_i·S_j > 0:
+inside the hole-rich FM clusters) and C sites with none (the Néel background), and reports the
+sensitivity of each class (``by_surroundings``): how local the torques are where the holes are.
+Use another ``--json`` for it (and ``--times`` to drop the early frame, where there are no clusters
+yet), e.g.::
+
+    python scripts/measure_locality.py square --surroundings --sizes 24 --samples 24:4x4 --kTs 0.05 \
+        --times 8,30 --json book/runs/03-locality/square-surroundings.json
 Progress (frames, μ, every finished frame) is kept in ``--work`` (default ``data/locality``), so a
 killed run resumes; ``--json`` is rewritten atomically after every frame with the per-sample
 squared changes, the sensitivity and its jackknife error, the sample counts and the provenance.
@@ -52,6 +62,19 @@ STUDIES = {
                    radii=[2.0, 3.0, 3.5, 4.6, 5.1, 6.0, 8.0]),  # 5.1: the authors' sqrt(26)
 }
 SAMPLES = {12: (4, 3), 24: (3, 2), 36: (2, 1)}  # L: (quenches, centres per frame)
+SURROUNDINGS = ("ferromagnetic", "antiferromagnetic")  # >= 3/4 of a centre's bonds FM, or none
+
+
+def surrounding_centres(spins: torch.Tensor, lat, n_centres: int, generator) -> list[list[int]]:
+    """``[FM centres, AFM centres]``: up to ``n_centres`` random sites with at least 3/4 of their
+    nearest-neighbour bonds ferromagnetic (S_i·S_j > 0), and up to ``n_centres`` with none."""
+    nb = lat.neighbors
+    fm = ((spins[:, None, :] * spins[nb]).sum(-1) > 0).to(torch.float64).mean(1)
+    picks = []
+    for chosen in (fm >= 0.75, fm == 0):
+        idx = torch.nonzero(chosen).reshape(-1)
+        picks.append(idx[torch.randperm(len(idx), generator=generator)[:n_centres]].tolist())
+    return picks
 
 
 def quench_frames(study: dict, lat, n_quench: int, seed: int, checkpoint: Path) -> torch.Tensor:
@@ -68,12 +91,17 @@ def quench_frames(study: dict, lat, n_quench: int, seed: int, checkpoint: Path) 
     return obs.stacked()[kept].transpose(0, 1).contiguous()
 
 
-def measure_size(name: str, L: int, n_quench: int, n_centres: int, kTs, seed: int, work: Path, on_frame) -> dict:
-    """Every frame of size L (resuming from ``work``); ``on_frame(result)`` after each one."""
-    study = STUDIES[name]
+def measure_size(name: str, L: int, n_quench: int, n_centres: int, kTs, seed: int, work: Path, on_frame,
+                 surroundings: bool = False, times=None) -> dict:
+    """Every frame of size L (resuming from ``work``); ``on_frame(result)`` after each one.
+    ``surroundings``: centres by ``surrounding_centres``; ``times``: the study's frame times by default."""
+    study = dict(STUDIES[name])
+    if times is not None:
+        study["times"] = list(times)
     lat = getattr(lattice, name)(L)
     radii = [R for R in study["radii"] if R <= L / 2]
-    tag = f"{name}-L{L}-Q{n_quench}-C{n_centres}-s{seed}"
+    tag = (f"{name}-L{L}-Q{n_quench}-C{n_centres}-s{seed}" + ("-surroundings" if surroundings else "")
+           + ("" if times is None else "-t" + "_".join(f"{t:g}" for t in times)))
     state_path = work / f"{tag}-R{'_'.join(f'{R:g}' for R in radii)}-T{'_'.join(f'{kT:g}' for kT in kTs)}.pt"
     state = torch.load(state_path, weights_only=True) if state_path.exists() else {"done": {}, "seconds": 0.0}
     t_start = time.time() - state["seconds"]
@@ -95,8 +123,12 @@ def measure_size(name: str, L: int, n_quench: int, n_centres: int, kTs, seed: in
             if key not in state["done"]:
                 ff = ExactTemperatures(solver, float(mus[q, k]), kTs)
                 other = frames[(q + 1) % n_quench, k][None]
-                state["done"][key] = swap_changes(ff, frames[q, k], lat, centres[q * len(study["times"]) + k].tolist(),
-                                                  radii, other, chunk=chunk)
+                sites = centres[q * len(study["times"]) + k].tolist()
+                if surroundings:
+                    picks = surrounding_centres(frames[q, k], lat, n_centres, g)
+                    sites = picks[0] + picks[1]
+                    state.setdefault("classes", {})[key] = [0] * len(picks[0]) + [1] * len(picks[1])
+                state["done"][key] = swap_changes(ff, frames[q, k], lat, sites, radii, other, chunk=chunk)
                 state["seconds"] = time.time() - t_start
                 with atomic_write(state_path) as fh:
                     torch.save(state, fh)
@@ -110,7 +142,16 @@ def _summary(study, L, radii, kTs, n_quench, n_centres, state) -> dict:
     reference = torch.cat([r for _, r in done.values()])  # [S, K]
     value, error = relative_rms(changes, reference[:, None])
     n_frames = n_quench * len(study["times"])
-    return {"L": L, "radii": radii, "quenches": n_quench, "centres_per_frame": n_centres,
+    split = {}
+    if "classes" in state:
+        label = torch.tensor([c for key in done for c in state["classes"][key]])
+        for j, name in enumerate(SURROUNDINGS):
+            sel = label == j
+            if sel.sum() >= 2:
+                v, e = relative_rms(changes[sel], reference[sel][:, None])
+                split[name] = {"samples": int(sel.sum()), "sensitivity": v.tolist(), "error": e.tolist(),
+                               "rms_torque": reference[sel].mean(0).sqrt().tolist()}
+    return ({"by_surroundings": split} if split else {}) | {"L": L, "radii": radii, "quenches": n_quench, "centres_per_frame": n_centres,
             "samples": len(changes), "complete": len(done) == n_frames,
             "mu": state["mu"].tolist(), "sensitivity": value.tolist(),
             "error": torch.nan_to_num(error).tolist(), "changes": changes.tolist(), "reference": reference.tolist(),
@@ -134,6 +175,9 @@ def main(argv=None) -> None:
                     + ", ".join(f"{L}:{q}x{c}" for L, (q, c) in SAMPLES.items()) + ")")
     ap.add_argument("--kTs", default="0,0.05,0.1,0.2", help="comma-separated electron temperatures")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--surroundings", action="store_true",
+                    help="centres in FM clusters and in the Neel background, reported apart (square only)")
+    ap.add_argument("--times", default="", help="comma-separated frame times (default: the study's)")
     ap.add_argument("--work", default="data/locality", help="folder of the resumable progress files")
     ap.add_argument("--json", required=True, help="results file (sizes already in it are kept)")
     args = ap.parse_args(argv)
@@ -141,12 +185,17 @@ def main(argv=None) -> None:
         sizes = [int(x) for x in args.sizes.split(",")]
         kTs = [float(x) for x in args.kTs.split(",")]
         samples = _parse_samples(args.samples)
+        times = [float(x) for x in args.times.split(",")] if args.times else None
     except ValueError:
         ap.error("--sizes, --kTs and --samples must be comma-separated numbers (samples as L:QxC)")
     if not all(L >= 6 for L in sizes) or not all(0 <= x <= 5 for x in kTs) or not all(L in samples for L in sizes):
         ap.error(f"need sizes >= 6 with a --samples entry, and kTs in [0, 5]; got {sizes}, {kTs}")
     if not all(q >= 2 and c >= 1 for q, c in samples.values()):
         ap.error("--samples needs at least 2 quenches (the replacement comes from another one) and 1 centre")
+    if args.surroundings and args.lattice != "square":
+        ap.error("--surroundings needs the square lattice (FM clusters in a Neel background)")
+    if times is not None and not (times == sorted(set(times)) and times[0] > 0):
+        ap.error(f"--times must be increasing and > 0, got {times}")
     torch.set_num_threads(1)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -161,7 +210,9 @@ def main(argv=None) -> None:
                f"grand canonical at the frame's mu (canonical T_e = 0 solution at filling {study['filling']})",
                "mu": study["mu"], "filling": study["filling"], "network": study["network"],
                "network_sha256": net.weights_sha256,
-               "quench": study["quench"] | {"times": study["times"], "initial": "uniform random spins"},
+               "quench": study["quench"] | {"times": times or study["times"], "initial": "uniform random spins"},
+               "centres": ("per frame C sites with >= 3 of 4 bonds FM and C with none (surrounding_centres)"
+                           if args.surroundings else "C random sites per frame"),
                "replacement": "the same frame of the next quench", "radii": study["radii"]}
     result.setdefault("sizes", {})
     result.setdefault("provenance", {})
@@ -173,8 +224,11 @@ def main(argv=None) -> None:
     for L in sizes:
         q, c = samples[L]
         result["provenance"][str(L)] = provenance()
-        s = measure_size(args.lattice, L, q, c, kTs, args.seed, work, write)
+        s = measure_size(args.lattice, L, q, c, kTs, args.seed, work, write, args.surroundings, times)
         write(s)
+        for name, cls in s.get("by_surroundings", {}).items():
+            print(f"  centres {name} ({cls['samples']}): " + "  ".join(
+                f"R={R:g}: {v[0]:.3f}±{e[0]:.3f}" for R, v, e in zip(s["radii"], cls["sensitivity"], cls["error"])), flush=True)
         i = {R: j for j, R in enumerate(s["radii"])}
         for j, kT in enumerate(kTs):
             print(f"{args.lattice} L={L} T_e={kT:g} ({s['samples']} samples, {s['seconds']:.0f} s): "

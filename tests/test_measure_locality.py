@@ -30,3 +30,38 @@ def test_small_run_and_resume(tmp_path):
     assert json.loads(out.read_text())["sizes"]["6"]["sensitivity"] == s["sensitivity"]
     with pytest.raises(SystemExit):
         ml.main(["triangular", "--sizes", "6", "--kTs", "0", "--work", str(tmp_path / "w"), "--json", str(out)])
+
+
+def test_surrounding_centres_are_fm_and_neel_sites():
+    import torch
+
+    from sdlib import lattice
+    from sdlib.electrons import ordered
+    ml = _script()
+    lat = lattice.square(8)
+    pick = lambda s: ml.surrounding_centres(s, lat, 100, torch.Generator().manual_seed(0))
+    fm = ordered.spins("FM", lat).clone()
+    fm[27] = -fm[27]  # one flipped spin in the FM state: its four bonds AFM, its neighbours keep 3 of 4
+    f, a = pick(fm)
+    assert a == [27] and sorted(f) == [i for i in range(64) if i != 27]
+    neel = ordered.spins("Neel", lat).clone()
+    neel[27] = -neel[27]  # in the Neel state: its four bonds FM, its neighbours have one FM bond each
+    f, a = pick(neel)
+    assert f == [27] and sorted(a) == sorted(set(range(64)) - {27} - set(lat.neighbors[27].tolist()))
+
+
+def test_surroundings_run_reports_both_classes(tmp_path):
+    ml = _script()
+    out = tmp_path / "sq.json"
+    args = ["square", "--surroundings", "--sizes", "8", "--samples", "8:2x2", "--kTs", "0.05", "--times", "2",
+            "--work", str(tmp_path / "w"), "--json", str(out)]
+    ml.main(args)
+    d = json.loads(out.read_text())
+    s = d["sizes"]["8"]
+    assert d["quench"]["times"] == [2.0] and "surrounding" in d["centres"]
+    split = s["by_surroundings"]
+    assert sum(c["samples"] for c in split.values()) == s["samples"] and "antiferromagnetic" in split
+    for c in split.values():
+        assert len(c["sensitivity"]) == len(s["radii"]) and all(0 <= v[0] < 2 for v in c["sensitivity"])
+    with pytest.raises(SystemExit):
+        ml.main(["triangular", "--surroundings", "--sizes", "6", "--json", str(tmp_path / "t.json")])
