@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--frames", type=int, default=None, help="train on this many of the run's frames only")
             s.add_argument("--lr", type=float, default=None, help="first learning rate (default: TRAIN, or WARM)")
             s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
+            s.add_argument("--fm-weight", type=float, default=None, help="loss weight of the sites inside FM "
+                           "clusters (>= 3/4 of their bonds FM; default 1: all sites equal)")
             s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
                            "frames and round 0 with this many seed quenches per bath, labelled on --device")
         elif stage == "active":
@@ -137,7 +139,8 @@ def run_study(args) -> None:
         if args.seed_quenches is not None:  # a fresh machine (a GPU window) makes its own labels
             seed_data(recipe, args.work, args.driver, device=args.device, chunk=args.chunk,
                       n_seed_quenches=args.seed_quenches)
-        lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final)) if v is not None}
+        lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final), ("fm_weight", args.fm_weight))
+               if v is not None}
         train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
         if args.record:
             record_candidates(args.work, args.record)

@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sdlib import LLG, ExactSolver, MLForceField, SDModel, lattice, random_spins  # noqa: E402
 from sdlib.dynamics import FunctionObserver  # noqa: E402
+from sdlib.analysis import fm_bond_fraction  # noqa: E402
 from sdlib.io import atomic_write  # noqa: E402
 from sdlib.locality import ExactTemperatures, relative_rms, swap_changes  # noqa: E402
 from sdlib.provenance import provenance, write_json  # noqa: E402
@@ -68,8 +69,7 @@ SURROUNDINGS = ("ferromagnetic", "antiferromagnetic")  # >= 3/4 of a centre's bo
 def surrounding_centres(spins: torch.Tensor, lat, n_centres: int, generator) -> list[list[int]]:
     """``[FM centres, AFM centres]``: up to ``n_centres`` random sites with at least 3/4 of their
     nearest-neighbour bonds ferromagnetic (S_i·S_j > 0), and up to ``n_centres`` with none."""
-    nb = lat.neighbors
-    fm = ((spins[:, None, :] * spins[nb]).sum(-1) > 0).to(torch.float64).mean(1)
+    fm = fm_bond_fraction(spins, lat)
     picks = []
     for chosen in (fm >= 0.75, fm == 0):
         idx = torch.nonzero(chosen).reshape(-1)

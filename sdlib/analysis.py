@@ -40,7 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from .lattice import Lattice
 
 __all__ = [
-    "chirality", "bond_field", "nn_correlation", "magnetization", "structure_factor",
+    "chirality", "bond_field", "fm_bond_fraction", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
     "sample_exponents",
     "FitWindow", "fit_window",
@@ -59,6 +59,15 @@ def bond_field(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     """φ_i = (1/z) Σ_nn S_i·S_j, ``[..., N]``."""
     nb = spins[..., lattice.table("neighbors", spins.device), :]  # [..., N, z, 3]
     return (spins[..., :, None, :] * nb).sum(-1).mean(-1)
+
+
+def fm_bond_fraction(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
+    """Fraction of each site's nearest-neighbour bonds that are ferromagnetic (S_i·S_j > 0), ``[..., N]``.
+
+    On the square lattice 0 is a site in the Néel background and ≥ 3/4 a site inside an FM cluster
+    (the classes of the locality measurement and of ``training.FMSiteWeights``)."""
+    nb = spins[..., lattice.table("neighbors", spins.device), :]  # [..., N, z, 3]
+    return ((spins[..., :, None, :] * nb).sum(-1) > 0).to(spins.dtype).mean(-1)
 
 
 def nn_correlation(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:

@@ -10,6 +10,11 @@ Loss per batch of configurations (PHYSICS.md, "Behler–Parrinello force field")
 energy term then pins the absolute energy scale. Adam with an exponentially decaying learning rate
 ``lr_e = lr · (lr_final/lr)^{e/(epochs-1)}``; early stopping on the validation field loss, judged
 from the epoch at which λ reaches its final value (the best such weights are kept); atomic checkpoints after every epoch, from which a run resumes exactly.
+``site_weights`` (e.g. :class:`FMSiteWeights`) turns the first term into a weighted mean over the
+sites, Σ w_i |d_i|² / (3 Σ w_i): sites that are rare in the data but decide the physics (the sites
+inside the FM clusters of the square study, a few % of all sites, whose torques are the least
+local) count more; the validation loss of early stopping is weighted the same way, while
+:func:`evaluate` reports plain errors.
 Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
 frames to two splits.
 
@@ -28,11 +33,12 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from .analysis import fm_bond_fraction
 from .forcefield import torque
 from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
 
-__all__ = ["FieldDataset", "GrandDataset", "batch_losses", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
+__all__ = ["FieldDataset", "GrandDataset", "FMSiteWeights", "batch_losses", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
            "fit_normalization", "train"]
 
 CKPT_FORMAT = "sdlib.training.checkpoint/1"
@@ -155,6 +161,30 @@ class GrandDataset:
                 "energy": self.energy[idx, k], "number": self.number[idx, k]}
 
 
+class FMSiteWeights:
+    """Per-site loss weights: ``weight`` on the sites with at least ``min_fraction`` of their
+    nearest-neighbour bonds ferromagnetic (:func:`sdlib.analysis.fm_bond_fraction`), 1 elsewhere.
+
+    Called with spins ``[..., N, 3]``, returns ``[..., N]`` in their dtype and on their device.
+    """
+
+    def __init__(self, lattice, weight: float, min_fraction: float = 0.75):
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 1.0 <= weight <= 1e4):
+            raise ValueError(f"weight (of the FM-surrounded sites) must be a number in [1, 1e4], got {weight!r}")
+        if not (isinstance(min_fraction, (int, float)) and 0.0 < min_fraction <= 1.0):
+            raise ValueError(f"min_fraction (of FM bonds) must be in (0, 1], got {min_fraction!r}")
+        self.lattice, self.weight, self.min_fraction = lattice, float(weight), float(min_fraction)
+
+    def __call__(self, spins: torch.Tensor) -> torch.Tensor:
+        if spins.shape[-2] != self.lattice.n_sites:
+            raise ValueError(f"spins have {spins.shape[-2]} sites, the weights' lattice {self.lattice.n_sites}")
+        fm = fm_bond_fraction(spins, self.lattice) >= self.min_fraction - 1e-12
+        return 1.0 + (self.weight - 1.0) * fm.to(spins.dtype)
+
+    def __repr__(self) -> str:
+        return f"FMSiteWeights(weight={self.weight:g}, min_fraction={self.min_fraction:g})"
+
+
 def split_by_trajectory(paths, val: float = 0.15, test: float = 0.15, seed: int = 0):
     """Shuffle the files with ``seed`` and cut them into (train, val, test) lists of paths.
 
@@ -184,11 +214,13 @@ def loss_terms(ff, spins, fields, energy, target: str = "torque", create_graph: 
     return batch_losses(ff, {"spins": spins, "fields": fields, "energy": energy}, target, create_graph)
 
 
-def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = True):
+def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = True, site_weights=None):
     """(field-or-torque MSE, energy-per-site MSE) of ``ff`` on a batch dict of a dataset.
 
     A batch with ``mu`` (:class:`GrandDataset`) is evaluated by ``ff.grand`` at those μ, and its
-    second term adds the MSE of the electrons per site.
+    second term adds the MSE of the electrons per site. ``site_weights``: a callable of the spins
+    ``[B, N, 3]`` giving ``[B, N]`` weights ≥ 0 (:class:`FMSiteWeights`); the first term is then
+    the weighted mean over sites (equal to the MSE for equal weights).
     """
     spins = batch["spins"].to(ff.dtype)
     grand = "mu" in batch
@@ -202,7 +234,10 @@ def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = T
     le = ((out.energy - batch["energy"].to(out.energy)) / N).pow(2).mean()
     if grand:
         le = le + ((out.number - batch["number"].to(out.number)) / N).pow(2).mean()
-    return d.pow(2).mean(), le
+    if site_weights is None:
+        return d.pow(2).mean(), le
+    w = site_weights(spins).to(d)
+    return (w[..., None] * d.pow(2)).sum() / (3 * w.sum()), le
 
 
 @torch.no_grad()
@@ -248,11 +283,11 @@ def _batches(n: int, batch_size: int, seed: int):
     return [perm[k:k + batch_size] for k in range(0, n, batch_size)]
 
 
-def _val_loss(ff, val_set, batch_size, target) -> tuple[float, float]:
+def _val_loss(ff, val_set, batch_size, target, site_weights=None) -> tuple[float, float]:
     lf = le = 0.0
     for k in range(0, len(val_set), batch_size):
         idx = torch.arange(k, min(k + batch_size, len(val_set)))
-        f, en = batch_losses(ff, val_set.batch(idx), target, create_graph=False)
+        f, en = batch_losses(ff, val_set.batch(idx), target, create_graph=False, site_weights=site_weights)
         lf, le = lf + f.item() * len(idx), le + en.item() * len(idx)
     return lf / len(val_set), le / len(val_set)
 
@@ -261,7 +296,7 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
           lr: float = 3e-3, lr_final: float = 1e-4, target: str = "torque", energy_weight_final: float = 0.1,
           energy_start: int | None = None, energy_ramp: int | None = None, patience: int = 20,
           checkpoint=None, seed: int = 0, progress: bool = True, max_minutes: float | None = None,
-          normalize: bool = True, keep_initial: bool = False) -> dict:
+          normalize: bool = True, keep_initial: bool = False, site_weights=None) -> dict:
     """Fit ``ff`` (an ``MLForceField``) in place; return the history dict.
 
     History: ``epoch``, ``train_loss``, ``train_field``, ``val_field``, ``val_energy``, ``lr``,
@@ -270,6 +305,7 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
     ``energy_start``/``energy_ramp`` default to epochs/3 and epochs/3. ``keep_initial=True`` (a warm
     start, :mod:`sdlib.warmstart`, with ``normalize=False``) counts the starting weights as epoch -1
     of the best-validation choice, so the result is never worse on validation than the start.
+    ``site_weights``: per-site weights of the field/torque term (module docstring; None: equal).
     """
     _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes)
     energy_start = epochs // 3 if energy_start is None else energy_start
@@ -283,10 +319,12 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
              "best": {k: v.clone() for k, v in ff.net.state_dict().items()}}
     run_cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_final": lr_final, "target": target,
                "seed": seed, "n_train": len(train_set), "n_val": len(val_set)}
+    if site_weights is not None:  # (absent otherwise: checkpoints of unweighted runs stay valid)
+        run_cfg["site_weights"] = repr(site_weights)
     if checkpoint is not None and os.path.exists(checkpoint):
         hist, state = _resume(checkpoint, ff, opt, run_cfg)
     elif keep_initial:
-        state["best_val"] = _val_loss(ff, val_set, 2 * batch_size, target)[0]
+        state["best_val"] = _val_loss(ff, val_set, 2 * batch_size, target, site_weights)[0]
     t0, stopped = time.time() - state["wall"], "epochs"
     bar = tqdm(range(state["start"], epochs), disable=not progress, desc="training")
     for epoch in bar:
@@ -296,13 +334,14 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
             g["lr"] = rate
         tot = fld = 0.0
         for j, idx in enumerate(_batches(len(train_set), batch_size, seed * 100003 + epoch)):
-            lf, le = batch_losses(ff, train_set.batch(idx, (seed * 7919 + epoch) * 100003 + j), target)
+            lf, le = batch_losses(ff, train_set.batch(idx, (seed * 7919 + epoch) * 100003 + j), target,
+                                  site_weights=site_weights)
             loss = lf + lam * le
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             tot, fld = tot + loss.item() * len(idx), fld + lf.item() * len(idx)
-        vf, ve = _val_loss(ff, val_set, 2 * batch_size, target)
+        vf, ve = _val_loss(ff, val_set, 2 * batch_size, target, site_weights)
         for k, v in zip(hist, (epoch, tot / len(train_set), fld / len(train_set), vf, ve, rate, lam)):
             hist[k].append(v)
         # early stopping only judges epochs trained with the final energy weight: a model kept

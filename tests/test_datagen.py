@@ -170,10 +170,14 @@ def test_gpu_round_dry_run(tmp_path):
     cand = train_candidate(recipe.replace(cutoff=3.0, phase_cutoff=2.3), tmp_path / "work", "wide", device="cpu",
                            init_from="pretrained", epochs=1, log=lambda *a: None)
     assert sum(cand.provenance["frames"].values()) == rounds[1]["labelled_frames"]
-    few = train_candidate(recipe, tmp_path / "work", "few", device="cpu", frames=4, epochs=1, lr=1e-3, log=lambda *a: None)
+    few = train_candidate(recipe, tmp_path / "work", "few", device="cpu", frames=4, epochs=1, lr=1e-3, fm_weight=4.0,
+                          log=lambda *a: None)
     assert sum(few.provenance["frames"].values()) == 4 and few.provenance["training"]["lr"] == 1e-3
+    assert few.provenance["training"]["fm_weight"] == 4.0
     with pytest.raises(ValueError, match="frames must be an integer in"):
         train_candidate(recipe, tmp_path / "work", "none", frames=2, epochs=1)
+    with pytest.raises(ValueError, match=r"fm_weight must be a number in \[1, 1e4\]"):
+        train_candidate(recipe, tmp_path / "work", "none", epochs=1, fm_weight=0.5)
     table = record_candidates(tmp_path / "work", tmp_path / "record", log=lambda *a: None, L_cost=10, repeats=1)
     nets = table["networks"]
     assert list(nets) == ["round1 member 0", "few", "wide"] and nets["wide"]["cutoff"] == 3.0
@@ -182,7 +186,8 @@ def test_gpu_round_dry_run(tmp_path):
                                                                           rel=1e-9)
     assert nets["wide"]["windows"]["early"]["torque_rel"] == pytest.approx(nets["wide"]["heldout_torque_rel"])
     assert nets["few"]["heldout_torque_rel"] is None and "cannot be reached" in nets["few"]["failed"]
-    assert nets["few"]["init_from"] is None and nets["few"]["lr"][0] == 1e-3
+    assert nets["few"]["init_from"] is None and nets["few"]["lr"][0] == 1e-3 and nets["few"]["fm_weight"] == 4.0
+    assert nets["wide"]["fm_weight"] == 1.0
     assert all(v > 0 for name in ("round1 member 0", "wide") for v in nets[name]["us_per_site"].values())
     assert sum(nets["wide"]["by_bond_field"]["count"]) == nets["wide"]["heldout_frames"] * recipe.n_sites
     with pytest.raises(ValueError, match="no label chunks"):

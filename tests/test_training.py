@@ -9,8 +9,9 @@ from tests.test_nn import ShellBondDescriptor
 from sdlib import lattice, random_spins
 from sdlib.io import TrajectoryWriter
 from sdlib.nn import MLForceField
-from sdlib.training import (FieldDataset, energy_weight, evaluate, fit_normalization, loss_terms,
-                            split_by_trajectory, train)
+from sdlib.forcefield import torque
+from sdlib.training import (FieldDataset, FMSiteWeights, batch_losses, energy_weight, evaluate, fit_normalization,
+                            loss_terms, split_by_trajectory, train)
 
 LEARN_FACTOR = 10.0  # validation loss must fall at least this much
 PHYS = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0}
@@ -123,6 +124,76 @@ def test_checkpoint_resume_is_exact(files, tmp_path):
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="checkpoint"):
         train(make_ff(), train_set, val_set, checkpoint=ckpt, **kw)
+
+
+def fm_fraction_by_hand(spins, lat):
+    """Fraction of FM bonds of every site, by a loop over the neighbour vectors (no lattice tables)."""
+    x, y = lat.coords[:, 0].long(), lat.coords[:, 1].long()
+    out = torch.zeros(spins.shape[:-1], dtype=spins.dtype)
+    for dx, dy in lat.nn_vectors:
+        j = lat.index((x + dx) % lat.L, (y + dy) % lat.L)
+        out += ((spins * spins[..., j, :]).sum(-1) > 0).to(spins.dtype)
+    return out / len(lat.nn_vectors)
+
+
+def test_fm_site_weights_pick_the_sites_inside_ferromagnetic_clusters():
+    lat = lattice.square(6)
+    fm = torch.zeros(lat.n_sites, 3, dtype=torch.float64)
+    fm[:, 2] = 1.0
+    c = int(lat.index(torch.tensor(2), torch.tensor(3)))
+    flipped = fm.clone()
+    flipped[c, 2] = -1.0  # the flipped site has no FM bond, its 4 neighbours 3 of 4
+    w = FMSiteWeights(lat, 5.0)(flipped)
+    expect = torch.full((lat.n_sites,), 5.0, dtype=torch.float64)
+    expect[c] = 1.0
+    assert torch.equal(w, expect)
+    x, y = lat.coords[:, 0], lat.coords[:, 1]
+    neel = fm * torch.where((x + y) % 2 == 0, 1.0, -1.0)[:, None].to(fm)
+    assert torch.equal(FMSiteWeights(lat, 5.0)(neel), torch.ones(lat.n_sites, dtype=torch.float64))
+    s = random_spins(lat.n_sites, (3,), seed=4)  # random spins: against the hand count, rotation-invariant
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    by_hand = 1.0 + 2.0 * (fm_fraction_by_hand(s, lat) >= 0.75).to(s.dtype)
+    assert torch.equal(FMSiteWeights(lat, 3.0)(s), by_hand) and torch.equal(FMSiteWeights(lat, 3.0)(s @ q.T), by_hand)
+    assert 0 < (by_hand > 1).sum() < by_hand.numel()
+    with pytest.raises(ValueError, match="weight"):
+        FMSiteWeights(lat, 0.5)
+    with pytest.raises(ValueError, match="min_fraction"):
+        FMSiteWeights(lat, 2.0, min_fraction=0.0)
+    with pytest.raises(ValueError, match="sites"):
+        FMSiteWeights(lat, 2.0)(random_spins(16, seed=0))
+
+
+def test_weighted_torque_loss_is_the_weighted_mean_over_sites(files):
+    ds = FieldDataset(files[:2])
+    ff = make_ff()
+    fit_normalization(ff, ds)
+    b = ds.batch(torch.arange(5, 17))
+    weights = FMSiteWeights(LAT, 4.0)
+    out = ff(b["spins"].to(ff.dtype), create_graph=False)
+    d2 = (torque(b["spins"], out.fields.double()) - torque(b["spins"], b["fields"])).pow(2).sum(-1)  # [B, N]
+    w = 1.0 + 3.0 * (fm_fraction_by_hand(b["spins"], LAT) >= 0.75).double()
+    assert 0 < (w > 1).sum() < w.numel()  # both classes in the batch
+    lf, le = batch_losses(ff, b, site_weights=weights, create_graph=False)
+    assert math.isclose(lf.item(), ((w * d2).sum() / (3 * w.sum())).item(), rel_tol=1e-10)
+    plain, le0 = batch_losses(ff, b, create_graph=False)
+    assert math.isclose(batch_losses(ff, b, site_weights=FMSiteWeights(LAT, 1.0), create_graph=False)[0].item(),
+                        plain.item(), rel_tol=1e-12)
+    assert math.isclose(plain.item(), (d2.sum() / (3 * d2.numel())).item(), rel_tol=1e-10) and le.item() == le0.item()
+
+
+def test_weighted_training_checkpoints_its_weights(files, tmp_path):
+    """A weighted run resumes only with the same weights; its history is that of a weighted loss."""
+    tr, va, _ = split_by_trajectory(files, seed=0)
+    train_set, val_set = FieldDataset(tr, stride=3), FieldDataset(va, stride=3)
+    kw = dict(epochs=2, batch_size=4, lr=5e-3, progress=False, checkpoint=tmp_path / "w.ckpt")
+    hist = train(make_ff(), train_set, val_set, site_weights=FMSiteWeights(LAT, 10.0), max_minutes=1e-9, **kw)
+    assert hist["stopped"] == "time"
+    with pytest.raises(ValueError, match="other settings"):
+        train(make_ff(), train_set, val_set, site_weights=FMSiteWeights(LAT, 2.0), **kw)
+    with pytest.raises(ValueError, match="other settings"):
+        train(make_ff(), train_set, val_set, **kw)
+    done = train(make_ff(), train_set, val_set, site_weights=FMSiteWeights(LAT, 10.0), **kw)
+    assert len(done["epoch"]) == 2 and done["train_loss"][0] == hist["train_loss"][0]
 
 
 def test_bad_arguments(files):

@@ -166,7 +166,8 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
                       "weights_sha256": cfg["weights_sha256"], "frames": prov.get("frames"),
                       "best_epoch": prov.get("best_epoch"), "stopped": prov.get("stopped"),
                       "train_wall_s": prov.get("wall_s"), "init_from": prov.get("init_from"),
-                      "lr": [prov["training"]["lr"], prov["training"]["lr_final"]], "epochs": prov["training"]["epochs"]}
+                      "lr": [prov["training"]["lr"], prov["training"]["lr_final"]], "epochs": prov["training"]["epochs"],
+                      "fm_weight": prov["training"].get("fm_weight", 1.0)}
         try:
             rows[name] |= measure(stem, recipe, work, **measure_kw)
         except ValueError as e:  # e.g. a μ-input network whose N(μ) does not reach N_e yet

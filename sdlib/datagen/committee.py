@@ -21,7 +21,7 @@ from ..committee import calibration, torque_spread_of
 from ..descriptors import Descriptor
 from ..forcefield import torque
 from ..nn import MLForceField
-from ..training import FieldDataset, GrandDataset, fit_normalization, train
+from ..training import FieldDataset, FMSiteWeights, GrandDataset, fit_normalization, train
 from ..warmstart import warm_start
 from .label import default_device
 
@@ -29,7 +29,8 @@ __all__ = ["TRAIN", "WARM", "grand_dataset", "train_committee", "heldout_errors"
 
 # optimiser settings of a committee member (float32 training; ``train_committee(..., **overrides)``)
 TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", energy_weight_final=1.0,
-             energy_start=1, energy_ramp=2, patience=10, max_minutes=None)
+             energy_start=1, energy_ramp=2, patience=10, max_minutes=None, fm_weight=1.0)
+# fm_weight: loss weight of the sites inside FM clusters (training.FMSiteWeights; 1: all sites equal)
 # a warm start (init_from) trains gently: at lr 2e-3 the first steps lose what the start knew
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)
@@ -78,6 +79,10 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     unknown = set(overrides) - set(TRAIN)
     if unknown:
         raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(TRAIN)}")
+    try:
+        weights = None if cfg["fm_weight"] == 1 else FMSiteWeights(recipe.lattice(), cfg["fm_weight"])
+    except ValueError:
+        raise ValueError(f"fm_weight must be a number in [1, 1e4] (1: all sites equal), got {cfg['fm_weight']!r}") from None
     device = default_device(device)
     os.makedirs(out_dir, exist_ok=True)
     ds = grand_dataset(recipe, paths)
@@ -105,7 +110,8 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
             warm = {"normalize": False, "keep_initial": True, "energy_start": 0, "energy_ramp": 1}
         ff = ff.to(device=device, dtype=torch.float32)
         ckpt = stem.with_suffix(".ckpt")
-        hist = train(ff, tr, va, seed=m, checkpoint=ckpt, progress=False, **(cfg | warm))
+        run = {k: v for k, v in (cfg | warm).items() if k != "fm_weight"}
+        hist = train(ff, tr, va, seed=m, checkpoint=ckpt, progress=False, site_weights=weights, **run)
         ff.provenance = {"recipe": recipe.to_dict(), "committee_member": m, "training": cfg | warm,
                          "init_from": None if init_from is None else str(init_from),
                          "frames": {"train": len(tr), "val": len(va)}, "files": [os.path.basename(p) for p in ds.paths],
