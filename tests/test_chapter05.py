@@ -77,6 +77,7 @@ def test_chapter05_tiny_production_run(tmp_path):
     assert (corr_ml - corr_ref).abs().max().item() == pytest.approx(res["corr_max_diff"])
     # the replay against the committed exact 30 x 30 quenches: the exact side is the files' own record
     exact = {int(p.stem[4:]): read_reference(p) for p in reference_paths(run_dir("05-exact-30x30"))}
+    exact = {s: r for s, r in exact.items() if r["t_reached"] >= TINY["t_exact"]}  # seeds still short are left out
     assert exact and sorted(r["seed"] for r in val["exact_30x30"]) == sorted(exact)
     for r in val["exact_30x30"]:
         ref = exact[r["seed"]]
