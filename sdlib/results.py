@@ -158,7 +158,9 @@ def phase_separation_run(root: Path = ROOT) -> dict:
     their own exponents in the same windows; None for a run of one quench or one that predates
     them), and the network-vs-ED check: ``ref_L``, ``ref_quenches``, ``ref_t_end``,
     ``ref_max_dcorr`` (largest difference of the mean nearest-neighbour S_i·S_j) and
-    ``ref_max_dE`` (of the energy per site, units of t), ``clusters`` (:func:`printed_clusters`)."""
+    ``ref_max_dE`` (of the energy per site, units of t), ``clusters`` (:func:`printed_clusters`),
+    ``exact30``: the replay against the exact 30 × 30 quenches (``seeds``, ``t_end``, ``max_dcorr`` over
+    seeds and times, ``mean_dcorr`` of the seed mean), None for a run made without it."""
     run = Path(root) / RUNS / "05-square-phase-separation"
     s, v = _read(run / "summary.json"), _read(run / "validation.json")
     p, e = s["params"], s["exponents"]
@@ -169,7 +171,18 @@ def phase_separation_run(root: Path = ROOT) -> dict:
             **{f"n_{w}_quenches": _spread(s.get("exponents_per_quench", {}).get(w, [])) for w in ("early", "late")},
             "ref_L": _side(v["n_sites"]), "ref_quenches": len(v["corr_ml"]), "ref_t_end": v["t"][-1],
             "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference"),
-            "clusters": printed_clusters("05-square-phase-separation", root)}
+            "clusters": printed_clusters("05-square-phase-separation", root), "exact30": _replay(v.get("exact_30x30"))}
+
+
+def _replay(rows) -> dict | None:
+    """Largest |Δ⟨S_i·S_j⟩| of a chapter-05 replay (``validation.json``'s ``exact_30x30``) over seeds
+    and times, and of the seed mean over the times all seeds share."""
+    if not rows:
+        return None
+    n = min(len(r["t"]) for r in rows)
+    d = np.array([np.subtract(r["corr_ml"][:n], r["corr_exact"][:n]) for r in rows])
+    return {"seeds": [r["seed"] for r in rows], "t_end": float(rows[0]["t"][n - 1]),
+            "max_dcorr": float(np.abs(d).max()), "mean_dcorr": float(np.abs(d.mean(0)).max())}
 
 
 def _spread(values) -> tuple[float, float] | None:

@@ -84,8 +84,18 @@ def test_phase_separation_run_spread_over_quenches(tmp_path):
     s = read(run / "summary.json")
     s["exponents_per_quench"] = {"early": [0.1, 0.3, None], "late": [0.05]}
     (run / "summary.json").write_text(json.dumps(s))
+    v = read(run / "validation.json")
+    v["exact_30x30"] = [{"seed": 3, "t": [0.0, 0.5, 1.0], "corr_exact": [0.0, -0.1, -0.2], "corr_ml": [0.0, -0.12, -0.2]},
+                        {"seed": 5, "t": [0.0, 0.5], "corr_exact": [0.0, -0.1], "corr_ml": [0.0, -0.09]}]
+    (run / "validation.json").write_text(json.dumps(v))
     out = results.phase_separation_run(root=tmp_path)
     assert out["n_early_quenches"] == pytest.approx((0.2, 0.1)) and out["n_late_quenches"] is None
+    # the replay over the times both seeds share (t <= 0.5): |-0.02| and |+0.01|, seed mean |-0.005|
+    assert out["exact30"]["seeds"] == [3, 5] and out["exact30"]["t_end"] == 0.5
+    assert out["exact30"]["max_dcorr"] == pytest.approx(0.02) and out["exact30"]["mean_dcorr"] == pytest.approx(0.005)
+    v["exact_30x30"] = []
+    (run / "validation.json").write_text(json.dumps(v))
+    assert results.phase_separation_run(root=tmp_path)["exact30"] is None
 
 
 def test_printed_clusters_reads_outputs_not_source(tmp_path):
