@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--out", default=None, help="train: directory of the model (default sdlib/data)")
         s.add_argument("--check", default=None, help="train: canonical labels of the same frames (mu-input model)")
         s.add_argument("--init-from", default=None, help="train: start as this saved model (sdlib.warmstart)")
+        s.add_argument("--seed", type=int, default=None, help="train: another committee member (needs --out)")
         for opt, typ in (("--epochs", int), ("--max-minutes", float), ("--cutoff", float), ("--phase-cutoff", float),
                          ("--lr", float), ("--lr-final", float)):
             s.add_argument(opt, type=typ, default=15.0 if opt == "--max-minutes" else None)
@@ -117,7 +118,7 @@ def run_shipped(args) -> None:
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
               cutoff=args.cutoff, check_dir=args.check, phase_cutoff=args.phase_cutoff, init_from=args.init_from,
-              lr=args.lr, lr_final=args.lr_final, recipe=rec)
+              lr=args.lr, lr_final=args.lr_final, recipe=rec, seed=args.seed)
 
 
 AUTO_INIT = {"square": "pretrained"}  # the shipped triangular model is canonical at T_e = 0: no warm start

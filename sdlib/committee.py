@@ -10,12 +10,21 @@ a query-by-committee estimate of the error at each site (Seung, Opper, Sompolins
 in DP-GEN, Zhang et al., Comput. Phys. Commun. 253, 107206 (2020)). Its calibration against the
 real error is a measurement, not a given (chapter 03). The mean energy and fields of the members
 are again −∂Ē/∂S, so a committee is itself a ``ForceField`` and can drive the dynamics.
+
+Shipped committees (``Committee.pretrained(name)``): member 0 is the shipped model
+``sdlib/data/<name>``, members k ≥ 1 are ``sdlib/data/committee/<name>-<k>``, trained by the same
+recipe on the same data and split with seed k (other initial weights and batch order;
+``scripts/make_models.py train <name> --seed k``).
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from .forcefield import ForceFieldOutput, torque
+
+COMMITTEE_DIR = Path(__file__).resolve().parent / "data" / "committee"
 
 __all__ = ["Committee", "calibration", "torque_spread_of"]
 
@@ -45,6 +54,24 @@ class Committee:
 
     def __len__(self) -> int:
         return len(self.members)
+
+    @classmethod
+    def pretrained(cls, name: str, lattice=None, dtype: torch.dtype = torch.float64) -> "Committee":
+        """The shipped committee of the shipped model ``name`` (module docstring), on ``lattice``
+        (default the training lattice), evaluated in ``dtype``."""
+        from .nn import MLForceField
+
+        first = MLForceField.pretrained(name, lattice, dtype)  # checks the name
+        stems = sorted(COMMITTEE_DIR.glob(f"{name}-*.json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        if not stems:
+            raise ValueError(f"no committee is shipped for {name!r} (sdlib/data/committee/{name}-<k>.json); "
+                             f"train members with scripts/make_models.py train {name} --seed k")
+        return cls([first] + [MLForceField.load(p.with_suffix(""), lattice, dtype) for p in stems])
+
+    @staticmethod
+    def shipped_names() -> list[str]:
+        """Names of the shipped models that have a shipped committee."""
+        return sorted({p.stem.rsplit("-", 1)[0] for p in COMMITTEE_DIR.glob("*-*.json")})
 
     def evaluate(self, spins: torch.Tensor) -> tuple[ForceFieldOutput, torch.Tensor]:
         outs = [m(spins) for m in self.members]

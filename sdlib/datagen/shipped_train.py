@@ -7,7 +7,8 @@ elsewhere). On grand-canonical label files (``shipped.label_grand``) it builds a
 at the recipe's filling, each frame trained near its own μ* (``train_grand`` settings of the
 recipe); ``check_dir`` names canonical labels of the same frames on which its held-out error is
 measured. ``init_from`` starts as a trained model whose features are among the new ones
-(``sdlib.warmstart``).
+(``sdlib.warmstart``). ``seed`` (with ``out_dir``) trains another member of a committee: other
+initial weights and batch order, the same data and split.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def _is_grand_labels(path: str) -> bool:
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
           cutoff: float | None = None, check_dir: str | None = None, phase_cutoff: float | None = None,
           init_from: str | None = None, lr: float | None = None, lr_final: float | None = None,
-          recipe: dict | None = None) -> None:
+          recipe: dict | None = None, seed: int | None = None) -> None:
     from ..descriptors import Descriptor
     from ..nn import MLForceField
     from ..provenance import provenance
@@ -95,13 +96,19 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
         sets = [FieldDataset(p, stride=stride(p)) for p in (tr, va, te)]
         physics |= _data_ensemble(tr + va + te, phys)
     cfg |= {k: v for k, v in (("lr", lr), ("lr_final", lr_final)) if v is not None}
+    if seed is not None:  # another committee member: other initial weights and batch order, the same split
+        if not (isinstance(seed, int) and seed >= 0):
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if out_dir is None and seed != TRAIN["seed"]:
+            raise ValueError("a seed other than the shipped model's needs out_dir (sdlib/data holds the shipped model)")
+        cfg["seed"] = seed
     torch.manual_seed(cfg["seed"])
     desc = Descriptor(lat, **{k: cfg[k] for k in ("cutoff", "phase_cutoff") if k in cfg})
     ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics, mu_input=grand)
     if init_from is not None:  # start as a trained model whose features are among these (sdlib.warmstart)
         cfg |= warm_start_from(ff, init_from, sets[0], physics) | {"energy_start": 0, "energy_ramp": 1}
     ff = ff.to(torch.float32)
-    ckpt = os.path.join(data_dir, name, "train.ckpt")
+    ckpt = os.path.join(data_dir, name, "train.ckpt" if cfg["seed"] == TRAIN["seed"] else f"train-seed{cfg['seed']}.ckpt")
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
                energy_start=cfg["energy_start"], energy_ramp=cfg["energy_ramp"],
