@@ -131,3 +131,14 @@ def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):
     train(name, grand, check_dir=ct, out_dir=str(tmp_path / "model"), recipe=tiny, max_minutes=1.0, init_from=shipped)
     ff = MLForceField.load(tmp_path / "model" / name)
     assert ff.mu_input and ff.physics["L"] == 6 and "held_out_quenches" in ff.provenance["errors"]
+    # another committee member: same data and split, its own seed, its own checkpoint (none left behind)
+    train(name, grand, check_dir=ct, out_dir=str(tmp_path / "member1"), recipe=tiny, max_minutes=1.0,
+          init_from=shipped, seed=1)
+    m1 = MLForceField.load(tmp_path / "member1" / name)
+    assert m1.provenance["training"]["seed"] == 1 and ff.provenance["training"]["seed"] == 0
+    assert m1.provenance["data"] == ff.provenance["data"]  # (both kept the warm start: two epochs do not beat it)
+    assert not [f for f in os.listdir(os.path.join(grand, name)) if f.endswith(".ckpt")]
+    with pytest.raises(ValueError, match="needs out_dir"):
+        train(name, grand, recipe=tiny, seed=2)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        train(name, grand, out_dir=str(tmp_path / "m"), recipe=tiny, seed=-1)
