@@ -160,7 +160,9 @@ def phase_separation_run(root: Path = ROOT) -> dict:
     ``ref_max_dcorr`` (largest difference of the mean nearest-neighbour S_i·S_j) and
     ``ref_max_dE`` (of the energy per site, units of t), ``clusters`` (:func:`printed_clusters`),
     ``exact30``: the replay against the exact 30 × 30 quenches (``seeds``, ``t_end``, ``max_dcorr`` over
-    seeds and times, ``mean_dcorr`` of the seed mean), None for a run made without it."""
+    seeds and times, ``mean_dcorr`` of the seed mean), None for a run made without it; ``committee``:
+    the shipped committee's spread against the exact torques of those frames and along the large
+    quench (``validation.json``'s ``committee``), None for a run made without it."""
     run = Path(root) / RUNS / "05-square-phase-separation"
     s, v = _read(run / "summary.json"), _read(run / "validation.json")
     p, e = s["params"], s["exponents"]
@@ -171,7 +173,8 @@ def phase_separation_run(root: Path = ROOT) -> dict:
             **{f"n_{w}_quenches": _spread(s.get("exponents_per_quench", {}).get(w, [])) for w in ("early", "late")},
             "ref_L": _side(v["n_sites"]), "ref_quenches": len(v["corr_ml"]), "ref_t_end": v["t"][-1],
             "ref_max_dcorr": diff("corr_ml", "corr_reference"), "ref_max_dE": diff("energy_ml", "energy_reference"),
-            "clusters": printed_clusters("05-square-phase-separation", root), "exact30": _replay(v.get("exact_30x30"))}
+            "clusters": printed_clusters("05-square-phase-separation", root), "exact30": _replay(v.get("exact_30x30")),
+            "committee": v.get("committee") or None}
 
 
 def _replay(rows) -> dict | None:

@@ -26,6 +26,7 @@ def run(tmp_path, **params):
     ({"precision": "float16"}, "precision must be 'float64' or 'float32'"),
     ({"n_steps": 5}, "n_steps must be an integer in"),
     ({"t_exact": -1.0}, "t_exact must be a number in"),
+    ({"use_committee": 1}, "use_committee must be True or False"),
 ])
 def test_chapter05_rejects_bad_parameters(tmp_path, bad, message):
     with pytest.raises(pm.PapermillExecutionError, match=message):
@@ -84,6 +85,11 @@ def test_chapter05_tiny_production_run(tmp_path):
         assert r["t"][-1] == pytest.approx(TINY["t_exact"]) and len(r["corr_ml"]) == len(r["corr_exact"])
         assert torch.equal(torch.tensor(r["corr_exact"], dtype=torch.float64), ref["corr"][:len(r["t"])])
         assert r["corr_ml"][0] == pytest.approx(r["corr_exact"][0], abs=1e-12), "same initial state"
+    # the committee: no exact frame at 0 < t <= t_exact = 0.5 (the files keep one every 2.5), so no
+    # calibration; along the quench the members disagree a little, never by the torque itself
+    com = val["committee"]
+    assert "ratio" not in com and len(com["along_quench"]) >= 1
+    assert all(0 < r["rel_spread"] < 1 and r["fm_sites"] >= 0 for r in com["along_quench"])
     assert res["corr30_max_diff"] == pytest.approx(max(np.abs(np.subtract(r["corr_ml"], r["corr_exact"])).max()
                                                        for r in val["exact_30x30"]))
     # a second run resumes every quench from its checkpoint and reproduces the results exactly

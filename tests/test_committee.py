@@ -90,3 +90,40 @@ def test_calibration_refuses_bad_input():
     # members that agree exactly: no spread, no ratio or ranking (not a huge number)
     none = calibration(torch.zeros(6), torch.rand(6), n_bins=2)
     assert none["ratio"] is None and none["rank_corr"] is None and none["spread"] == [0.0, 0.0]
+
+
+def test_shipped_committee_members_are_distinct_networks_of_the_same_physics():
+    """The shipped committee: member 0 is the shipped model, the others were trained for the same
+    physics on the same lattice with other seeds, so their weights differ and their torques on
+    random spins spread, but not by more than the members' own error (chapter 05 measures it)."""
+    from sdlib.nn import MLForceField
+
+    name = "square-double-exchange"
+    assert name in Committee.shipped_names()
+    com = Committee.pretrained(name)
+    shipped = MLForceField.pretrained(name)
+    assert len(com) >= 4 and com.members[0].weights_sha256 == shipped.weights_sha256
+    assert len({m.weights_sha256 for m in com.members}) == len(com)
+    for m in com.members[1:]:
+        # the μ range of the labels, read from float32 files for the shipped model, agrees to float32 round-off
+        assert m.physics["mu_range"] == pytest.approx(shipped.physics["mu_range"], rel=1e-7)
+        assert {k: v for k, v in m.physics.items() if k != "mu_range"} == \
+            {k: v for k, v in shipped.physics.items() if k != "mu_range"} and m.n_sites == shipped.n_sites
+        assert m.provenance["training"]["seed"] != shipped.provenance["training"]["seed"]
+    s = random_spins(shipped.n_sites, (2,), seed=11)
+    out, spread = com.evaluate(s)
+    t_norm = torque(s, out.fields).norm(dim=-1)
+    rel = (spread.pow(2).mean() / t_norm.pow(2).mean()).sqrt().item()
+    assert 1e-4 < rel < 0.5, rel
+    assert torch.allclose(out.fields, torch.stack([m(s).fields for m in com.members]).mean(0), atol=TOL)
+
+
+def test_a_model_without_a_shipped_committee_is_refused(monkeypatch, tmp_path):
+    import sdlib.committee as committee
+
+    monkeypatch.setattr(committee, "COMMITTEE_DIR", tmp_path)
+    with pytest.raises(ValueError, match="no committee is shipped for 'square-double-exchange'"):
+        Committee.pretrained("square-double-exchange")
+    assert Committee.shipped_names() == []
+    with pytest.raises(ValueError, match="name must be one of"):
+        Committee.pretrained("no-such-model")
