@@ -97,8 +97,9 @@ def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | Non
     return _illinois(number, target, *cell, tol, max_iter)
 
 
-def _default_tol(f: torch.Tensor, target) -> float:
-    return 64 * torch.finfo(f.dtype).eps * max(float(torch.as_tensor(target).abs().max()), 1.0)
+def _default_tol(f: torch.Tensor | torch.dtype, target) -> float:
+    dtype = f if isinstance(f, torch.dtype) else f.dtype
+    return 64 * torch.finfo(dtype).eps * max(float(torch.as_tensor(target).abs().max()), 1.0)
 
 
 def _cell(number, target, lo, hi, mu0):
@@ -150,9 +151,13 @@ def _illinois(number, target, lo, hi, f_lo, f_hi, tol, max_iter, width=None):
 def solve_mu(state, n_electrons: int, name: str | None = None, guess: torch.Tensor | None = None) -> torch.Tensor:
     """μ* ``[...]`` of a grand-canonical ``state`` (kT > 0) with N(μ*) = N_e, by :func:`find_mu` in the
     state's bracket (starting near ``guess``); ``name`` says what fixed N_e in an error message
-    (default ``n_electrons=N_e``)."""
+    (default ``n_electrons=N_e``). A state whose N(μ) is summed in a wider dtype than its per-site
+    values are computed in says so by ``number_dtype`` (e.g. float32 for a float32 network whose
+    ``number`` returns float64): the tolerance on N is then 64 ulp of N_e in that dtype."""
+    dtype = getattr(state, "number_dtype", None)
+    tol = None if dtype is None else _default_tol(dtype, float(n_electrons))
     try:
-        return find_mu(state.number, float(n_electrons), *state.bracket, guess=guess)
+        return find_mu(state.number, float(n_electrons), *state.bracket, tol=tol, guess=guess)
     except ValueError as e:
         raise ValueError(f"{name or f'n_electrons={n_electrons}'} cannot be reached by this solver: {e}") from None
 

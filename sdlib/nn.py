@@ -162,7 +162,13 @@ class SiteEnergyNet(nn.Module):
         """``number_at_features`` from the first layer's product without the μ input,
         ``pre = W_1 (f - mean)/std + b_1`` ``[..., N, H]`` (``fastpath.FastState.first_layer``).
         On the CPU the sites go through the hidden layers in blocks of ``NUMBER_BLOCK`` numbers, so a
-        block's value and derivative stay in cache (unblocked, the cost per site grew with N)."""
+        block's value and derivative stay in cache (unblocked, the cost per site grew with N).
+
+        N(μ) is summed and returned in float64 whatever the network's dtype: a float32 sum of
+        N ≈ 10⁴–10⁶ electrons is quantised at ulp(N) ≈ 10⁻³–10⁻¹, coarser than the change of N
+        across a grid cell of the μ search when μ* sits in a gap of the spectrum (dN/dμ small: a
+        phase-separated texture), and the search then stalls. How closely N must match N_e stays
+        set by the network's dtype (``_MLState.number_tol``)."""
         w_mu = self.mlp[0].weight[:, self.n_features]
         dz = w_mu / self.mu_std
         n = pre.shape[-2]
@@ -171,7 +177,7 @@ class SiteEnergyNet(nn.Module):
         @torch.no_grad()
         def number(mu):
             m = (self._mu_like(mu, pre) - self.mu_mean) / self.mu_std
-            total = pre.new_zeros(pre.shape[:-2])
+            total = pre.new_zeros(pre.shape[:-2], dtype=torch.float64)
             for a in range(0, n, step):
                 h = torch.addcmul(pre[..., a:a + step, :], m[..., a:a + step, None], w_mu)
                 dh = dz
@@ -180,8 +186,8 @@ class SiteEnergyNet(nn.Module):
                         h, dh = layer(h), dh @ layer.weight.T
                     else:
                         h, dh = _ACTIVATION_VALUE_AND_SLOPE[type(layer)](h, dh)
-                total += dh.squeeze(-1).sum(-1)
-            return self.number_shift * n - self.energy_scale * total
+                total += dh.squeeze(-1).sum(-1, dtype=torch.float64)
+            return self.number_shift.double() * n - self.energy_scale.double() * total
 
         return number
 
@@ -445,10 +451,12 @@ class MLForceField(nn.Module):
 
 class _MLState:
     """The ``sdlib.ensemble`` protocol for a μ-input ``MLForceField``: bracket (the trained μ range),
-    number(μ) = -∂Ω/∂μ from the features, at(μ) = Ω, -∂Ω/∂S, N."""
+    number(μ) = -∂Ω/∂μ from the features (summed in float64; ``number_dtype``: the network's dtype
+    the site numbers are computed in), at(μ) = Ω, -∂Ω/∂S, N."""
 
     def __init__(self, ff: MLForceField, spins: torch.Tensor, create_graph: bool):
         self.ff, self.spins, self.create_graph = ff, spins, create_graph
+        self.number_dtype = ff.dtype
         self.single = spins.dim() == 2
         self.fast = ff._fast_state(spins.unsqueeze(0) if self.single else spins, create_graph)
         if self.fast is not None:  # no graph: the first layer once (not the features), then the

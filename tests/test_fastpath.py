@@ -122,6 +122,26 @@ def test_blocks_of_sites_in_the_number_pass_change_nothing(monkeypatch):
     assert not torch.allclose(many, ff.net.number_at_first_layer(pre)(mu + 0.1), rtol=1e-6, atol=0)
 
 
+def test_float32_number_resolves_changes_below_its_own_rounding():
+    """A float32 network's N(μ) is summed in float64: a change of N smaller than half an ulp of N in
+    float32 (what a μ step inside a gap of the spectrum gives) is resolved to 5 % of the float64
+    network's change, not rounded to 0 or to an ulp (which stalled the μ* search of late,
+    phase-separated textures)."""
+    import copy
+
+    ff = random_model("square", mu_input=True, seed=3)
+    ff32 = copy.deepcopy(ff).to(torch.float32)
+    pre = torch.randn(2, 40000, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    n64, n32 = ff.net.number_at_first_layer(pre), ff32.net.number_at_first_layer(pre.float())
+    mu, dmu = torch.tensor([-0.2, 0.3], dtype=torch.float64), 2.0 ** -18
+    d64 = n64(mu + dmu) - n64(mu)
+    d32 = n32((mu + dmu).float()) - n32(mu.float())
+    half_ulp = 0.5 * torch.finfo(torch.float32).eps * n64(mu).abs()
+    assert n32(mu.float()).dtype == torch.float64
+    assert (d64.abs() < half_ulp).all() and (d64.abs() > 0.05 * half_ulp).all()  # the test means something
+    assert torch.allclose(d32, d64, rtol=0.05, atol=0)
+
+
 @pytest.mark.parametrize("kind", ["square", "triangular"])
 def test_fast_fields_are_minus_the_energy_gradient(kind):
     ff = random_model(kind, check_norm=False, seed=4)
