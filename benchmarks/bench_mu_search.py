@@ -1,0 +1,111 @@
+"""The μ* search of the square network at fixed filling, early and late in a quench.
+
+    PYTHONPATH=. python benchmarks/bench_mu_search.py [--steps 6] [--threads 1]
+
+Each evaluation of the canonical square network solves N(S, μ*) = N_e (``ensemble.find_mu``,
+started at the previous μ*). Early in a quench μ* lies in a band and the search takes a few
+evaluations of N(μ); late, when the holes sit in ferromagnetic clusters of a Néel background,
+μ* lies in a gap of the spectrum and N changes by ~10⁻³ electrons per grid cell of the search.
+This script counts the evaluations of N(μ) per force-field call and times the calls along a few
+LLG steps (the production run's parameters: dt = 0.05, α = 0.5, k_BT = 0.01, midpoint) from
+
+* ``random`` — random spins on 128 × 128 (the start of a quench);
+* ``late`` — the final spins of chapter 05's production run (4 quenches of 128 × 128 at t = 200,
+  ``book/runs/05-square-phase-separation/final_spins.safetensors``),
+
+in float32 and float64 (4 configurations at once, as in the production run). Prints a Markdown
+table: N(μ) evaluations per call (mean, max) and ms per call.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import sdlib.ensemble as ensemble
+from sdlib import LLG, lattice, random_spins
+from sdlib.nn import MLForceField
+
+ROOT = Path(__file__).resolve().parent.parent
+LATE = ROOT / "book/runs/05-square-phase-separation/final_spins.safetensors"
+
+
+class CountingSearch:
+    """Wraps ``ensemble.find_mu`` and counts the evaluations of N(μ) it makes."""
+
+    def __init__(self):
+        self.calls, self._find = 0, ensemble.find_mu
+
+    def __call__(self, number, *args, **kwargs):
+        def counted(mu):
+            self.calls += 1
+            return number(mu)
+
+        return self._find(counted, *args, **kwargs)
+
+
+def textures(L: int, batch: int) -> dict:
+    from safetensors.torch import load_file
+
+    late = load_file(str(LATE))["spins"].to(torch.float64)
+    if late.shape[-2] != L * L:
+        raise ValueError(f"{LATE} holds {late.shape[-2]} sites, not {L} x {L}")
+    late = late / late.norm(dim=-1, keepdim=True)
+    return {"random": random_spins(L * L, batch=batch, seed=0), "late": late[:batch]}
+
+
+def measure(spins: torch.Tensor, dtype, steps: int, L: int) -> tuple[list[int], list[float]]:
+    ff = MLForceField.pretrained("square-double-exchange", lattice.square(L), dtype=dtype)
+    llg = LLG(ff, dt=0.05, alpha=0.5, kT=0.01, seed=0)
+    s = spins.to(dtype)
+    s = s / s.norm(dim=-1, keepdim=True)
+    counter = CountingSearch()
+    ensemble.find_mu = counter
+    try:
+        out = ff(s)  # the first call searches the whole trained μ range: not counted
+        calls, seconds = [], []
+        wrapped = llg.ff
+
+        def timed(x):
+            counter.calls = 0
+            t0 = time.perf_counter()
+            r = wrapped(x)
+            seconds.append(time.perf_counter() - t0)
+            calls.append(counter.calls)
+            return r
+
+        llg.ff = timed
+        for _ in range(steps):
+            s, out = llg.step(s, out)
+    finally:
+        ensemble.find_mu = counter._find
+    return calls, seconds
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=6, help="LLG steps per texture and dtype (2 calls each)")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    if a.steps < 1:
+        p.error(f"--steps must be >= 1, got {a.steps}")
+    torch.set_num_threads(a.threads)
+    L, batch = 128, 4
+    print(f"square-double-exchange, {batch} x {L}^2, {a.steps} LLG steps, {a.threads} thread(s), "
+          f"{platform.machine()}, torch {torch.__version__}\n")
+    print("| texture | dtype | N(μ) evaluations per call (mean / max) | ms per call (median) | µs per site |")
+    print("|---|---|---|---|---|")
+    for name, spins in textures(L, batch).items():
+        for dtype in (torch.float32, torch.float64):
+            calls, seconds = measure(spins, dtype, a.steps, L)
+            ms = 1e3 * statistics.median(seconds)
+            print(f"| {name} | {str(dtype).removeprefix('torch.')} | {statistics.mean(calls):.1f} / {max(calls)} | "
+                  f"{ms:.0f} | {1e3 * ms / (batch * L * L):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
