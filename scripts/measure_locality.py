@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sdlib import LLG, ExactSolver, MLForceField, SDModel, lattice, random_spins  # noqa: E402
 from sdlib.dynamics import FunctionObserver  # noqa: E402
-from sdlib.analysis import fm_bond_fraction  # noqa: E402
+from sdlib.analysis import fm_bond_fraction, fm_sites  # noqa: E402
 from sdlib.io import atomic_write  # noqa: E402
 from sdlib.locality import ExactTemperatures, relative_rms, swap_changes  # noqa: E402
 from sdlib.provenance import provenance, write_json  # noqa: E402
@@ -67,11 +67,11 @@ SURROUNDINGS = ("ferromagnetic", "antiferromagnetic")  # >= 3/4 of a centre's bo
 
 
 def surrounding_centres(spins: torch.Tensor, lat, n_centres: int, generator) -> list[list[int]]:
-    """``[FM centres, AFM centres]``: up to ``n_centres`` random sites with at least 3/4 of their
-    nearest-neighbour bonds ferromagnetic (S_i·S_j > 0), and up to ``n_centres`` with none."""
-    fm = fm_bond_fraction(spins, lat)
+    """``[FM centres, AFM centres]``: up to ``n_centres`` random sites inside FM clusters
+    (``analysis.fm_sites``: at least 3/4 of their nearest-neighbour bonds with S_i·S_j > 0), and up to
+    ``n_centres`` with no FM bond."""
     picks = []
-    for chosen in (fm >= 0.75, fm == 0):
+    for chosen in (fm_sites(spins, lat), fm_bond_fraction(spins, lat) == 0):
         idx = torch.nonzero(chosen).reshape(-1)
         picks.append(idx[torch.randperm(len(idx), generator=generator)[:n_centres]].tolist())
     return picks

@@ -40,7 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from .lattice import Lattice
 
 __all__ = [
-    "chirality", "bond_field", "fm_bond_fraction", "nn_correlation", "magnetization", "structure_factor",
+    "chirality", "bond_field", "fm_bond_fraction", "fm_sites", "FM_SITE_FRACTION", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
     "sample_exponents",
     "FitWindow", "fit_window",
@@ -68,6 +68,20 @@ def fm_bond_fraction(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:
     (the classes of the locality measurement and of ``training.FMSiteWeights``)."""
     nb = spins[..., lattice.table("neighbors", spins.device), :]  # [..., N, z, 3]
     return ((spins[..., :, None, :] * nb).sum(-1) > 0).to(spins.dtype).mean(-1)
+
+
+FM_SITE_FRACTION = 0.75
+"""Fraction of a site's NN bonds that must be ferromagnetic for the site to count as inside an FM
+cluster (our choice: 3 of 4 on the square lattice; a site at a straight cluster edge has 3)."""
+
+
+def fm_sites(spins: torch.Tensor, lattice: Lattice, min_fraction: float = FM_SITE_FRACTION) -> torch.Tensor:
+    """Boolean ``[..., N]``: the sites with at least ``min_fraction`` (in (0, 1]) of their nearest-neighbour
+    bonds ferromagnetic (:func:`fm_bond_fraction`) — the FM-cluster class of chapter 03's locality
+    measurement, of the loss weights ``training.FMSiteWeights`` and of chapter 05's committee check."""
+    if not (isinstance(min_fraction, (int, float)) and 0.0 < min_fraction <= 1.0):
+        raise ValueError(f"min_fraction (of FM bonds) must be in (0, 1], got {min_fraction!r}")
+    return fm_bond_fraction(spins, lattice) >= min_fraction - 1e-12
 
 
 def nn_correlation(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:

@@ -33,7 +33,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import fm_bond_fraction
+from .analysis import FM_SITE_FRACTION, fm_sites
 from .forcefield import torque
 from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
@@ -163,12 +163,12 @@ class GrandDataset:
 
 class FMSiteWeights:
     """Per-site loss weights: ``weight`` on the sites with at least ``min_fraction`` of their
-    nearest-neighbour bonds ferromagnetic (:func:`sdlib.analysis.fm_bond_fraction`), 1 elsewhere.
+    nearest-neighbour bonds ferromagnetic (:func:`sdlib.analysis.fm_sites`), 1 elsewhere.
 
     Called with spins ``[..., N, 3]``, returns ``[..., N]`` in their dtype and on their device.
     """
 
-    def __init__(self, lattice, weight: float, min_fraction: float = 0.75):
+    def __init__(self, lattice, weight: float, min_fraction: float = FM_SITE_FRACTION):
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 1.0 <= weight <= 1e4):
             raise ValueError(f"weight (of the FM-surrounded sites) must be a number in [1, 1e4], got {weight!r}")
         if not (isinstance(min_fraction, (int, float)) and 0.0 < min_fraction <= 1.0):
@@ -178,7 +178,7 @@ class FMSiteWeights:
     def __call__(self, spins: torch.Tensor) -> torch.Tensor:
         if spins.shape[-2] != self.lattice.n_sites:
             raise ValueError(f"spins have {spins.shape[-2]} sites, the weights' lattice {self.lattice.n_sites}")
-        fm = fm_bond_fraction(spins, self.lattice) >= self.min_fraction - 1e-12
+        fm = fm_sites(spins, self.lattice, self.min_fraction)
         return 1.0 + (self.weight - 1.0) * fm.to(spins.dtype)
 
     def __repr__(self) -> str:

@@ -197,3 +197,24 @@ def test_sample_exponents_fit_each_quench_on_the_window():
     assert float(mean) == pytest.approx(n_true[[0, 2]].mean()) and float(err) == pytest.approx(0.125, rel=1e-9)
     with pytest.raises(ValueError, match="L_samples"):
         analysis.sample_exponents(t, L[:, :-1])
+
+
+def test_fm_sites_of_a_flipped_spin_in_a_ferromagnet():
+    """One spin flipped in a square ferromagnet: it has no FM bond, its four neighbours 3 of 4
+    (inside a cluster at the default 3/4), every other site 4 of 4; a Néel state has none."""
+    lat = lattice.square(6)
+    s = torch.zeros(lat.n_sites, 3, dtype=torch.float64)
+    s[:, 2] = 1.0
+    flip = lat.index(2, 3)
+    s[flip, 2] = -1.0
+    fm = analysis.fm_sites(s, lat)
+    neighbours = {lat.index(1, 3), lat.index(3, 3), lat.index(2, 2), lat.index(2, 4)}
+    assert not fm[flip] and fm.sum() == lat.n_sites - 1
+    strict = analysis.fm_sites(s, lat, min_fraction=1.0)
+    assert sorted(torch.nonzero(~strict).reshape(-1).tolist()) == sorted(neighbours | {flip})
+    neel = s.clone()
+    neel[:, 2] = ((lat.coords.sum(1) % 2) * -2 + 1).double()
+    assert not analysis.fm_sites(neel, lat).any()
+    for bad in (0.0, 1.5, "3/4"):
+        with pytest.raises(ValueError, match="min_fraction"):
+            analysis.fm_sites(s, lat, min_fraction=bad)
