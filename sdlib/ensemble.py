@@ -32,7 +32,7 @@ import torch
 
 from .forcefield import ForceFieldOutput
 
-__all__ = ["find_mu", "solve_mu", "canonical", "FixedFilling", "check_n_electrons", "check_mu"]
+__all__ = ["find_mu", "solve_mu", "canonical", "FixedFilling", "number_roots", "check_n_electrons", "check_mu"]
 
 MAX_ITER = 200
 MU_CELL = 2.0 ** -14  # width of the grid cells of find_mu's last stage (energy units; a power of 2)
@@ -176,6 +176,48 @@ def canonical(state, n_electrons: int, name: str | None = None, guess: torch.Ten
         out = state.at(solve_mu(state, n_electrons, name, guess))
     mu = out.mu.to(out.energy.dtype) if out.mu is not None else out.mu
     return ForceFieldOutput(out.energy + mu * n_electrons, out.fields, out.number, out.mu)
+
+
+@torch.no_grad()
+def number_roots(state, n_electrons: int, mus) -> list[dict]:
+    """Every solution of N(S, μ) = N_e on a grid of μ, per configuration of a grand-canonical ``state``.
+
+    For the electrons themselves N(μ) = Σ_n f(ε_n - μ) increases strictly (dN/dμ = Σ_n f(1 - f)/T_e > 0)
+    and the root μ* is unique; a network's N(μ) = -Σ_i ∂ε_i/∂μ is increasing only as far as it was
+    trained to be, and where it is not the canonical state at N_e is ambiguous: :func:`find_mu`
+    returns a root that depends on where its search started. This scans ``mus`` (increasing, ≥ 2
+    values) and returns, per configuration (one dict each, in the order of ``state.number``'s
+    output flattened), ``roots`` (μ of every sign change of N - N_e, linear between grid points),
+    ``rising`` (True where N crosses N_e upwards: a maximum of Ω(μ) + μ N_e), ``free_energy``
+    (Ω + μ N_e at each root, by ``state.at``; the canonical free energy is the largest over the
+    rising roots — the Legendre–Fenchel transform F(N_e) = max_μ [Ω(μ) + μ N_e], which for an
+    increasing N(μ) is the usual F = Ω(μ*) + μ* N_e) and ``largest_drop`` (the largest decrease of
+    N over any interval of the grid: 0 for an increasing N(μ)).
+    """
+    mus = torch.as_tensor(mus, dtype=torch.float64).reshape(-1)
+    if mus.numel() < 2 or not (mus[1:] > mus[:-1]).all() or not torch.isfinite(mus).all():
+        raise ValueError(f"mus must be an increasing grid of at least 2 finite values, got {mus.numel()} values")
+    lo = state.bracket[0]
+    f = torch.stack([state.number(torch.full_like(lo, float(m), dtype=torch.float64)).double().reshape(-1)
+                     for m in mus]) - float(n_electrons)  # [M, B]
+    out = []
+    for b in range(f.shape[1]):
+        fb = f[:, b]
+        change = torch.nonzero((fb[:-1] <= 0) != (fb[1:] <= 0)).reshape(-1)
+        roots = [float(mus[i] - fb[i] * (mus[i + 1] - mus[i]) / (fb[i + 1] - fb[i])) for i in change]
+        out.append({"roots": roots, "rising": [bool(fb[i + 1] > fb[i]) for i in change],
+                    "largest_drop": float((fb - fb.flip(0).cummin(0).values.flip(0)).max())})
+    for r in out:
+        r["free_energy"] = []
+    for k in range(max((len(r["roots"]) for r in out), default=0)):
+        mu_k = torch.tensor([r["roots"][min(k, len(r["roots"]) - 1)] if r["roots"] else float(mus[0]) for r in out],
+                            dtype=torch.float64)
+        at = state.at(mu_k.reshape(lo.shape).to(lo))
+        omega = at.energy.double().reshape(-1)
+        for b, r in enumerate(out):
+            if k < len(r["roots"]):
+                r["free_energy"].append(float(omega[b] + mu_k[b] * n_electrons))
+    return out
 
 
 class FixedFilling:

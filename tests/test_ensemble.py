@@ -178,3 +178,48 @@ def test_find_mu_result_does_not_depend_on_the_guess_and_a_near_guess_saves_eval
     for b in range(4):
         assert abs(ref[b].item() - brentq(lambda m: float(torch.sigmoid((m - eps[b]) / kT).sum()) - target,
                                           -20, 20, xtol=1e-14)) < TOL_MU
+
+
+class _CubicState:
+    """A made-up grand-canonical state with Ω(μ) = -(μ⁴/4 - μ²/2), N(μ) = -dΩ/dμ = μ³ - μ + c_b:
+    not monotonic, three roots of N = 0 for c_b = 0 (at -1, 0, 1), one for c_b = 1."""
+
+    def __init__(self):
+        self.c = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        self.bracket = (torch.full((2,), -3.0, dtype=torch.float64), torch.full((2,), 3.0, dtype=torch.float64))
+
+    def number(self, mu):
+        return mu ** 3 - mu + self.c
+
+    def at(self, mu):
+        from sdlib.forcefield import ForceFieldOutput
+
+        omega = -(mu ** 4 / 4 - mu ** 2 / 2) - self.c * mu
+        return ForceFieldOutput(omega, None, self.number(mu), mu)
+
+
+def test_number_roots_of_a_non_monotonic_number_and_of_the_electrons():
+    """number_roots finds the three roots of a cubic N(μ) (two rising), its drop 4/(3√3) between the
+    local extrema, and F = Ω + μ N_e at each root; the single root of the cubic shifted up (the real
+    root of μ³ - μ + 1, by numpy); and for exact diagonalisation one rising root at the μ* of
+    FixedFilling, no drop."""
+    import numpy as np
+    from sdlib.ensemble import number_roots
+
+    mus = torch.linspace(-2.0, 2.0, 4001, dtype=torch.float64)
+    three, one = number_roots(_CubicState(), 0, mus)
+    assert np.allclose(three["roots"], [-1.0, 0.0, 1.0], atol=1e-6) and three["rising"] == [True, False, True]
+    assert math.isclose(three["largest_drop"], 4 / (3 * math.sqrt(3)), rel_tol=1e-5)
+    assert np.allclose(three["free_energy"], [0.25, 0.0, 0.25], atol=1e-5)
+    real = [r.real for r in np.roots([1, 0, -1, 1]) if abs(r.imag) < 1e-9]
+    assert len(one["roots"]) == 1 and abs(one["roots"][0] - real[0]) < 1e-5 and one["rising"] == [True]
+    lat = lattice.square(4)
+    grand = ExactSolver(SDModel(lat, J=6.0, mu=0.0, kT=0.05))
+    spins = random_spins(lat.n_sites, batch=2, seed=5)
+    mu_star = FixedFilling(grand, n_electrons=15)(spins).mu
+    scan = number_roots(grand.grand_state(spins), 15, torch.linspace(-9.0, 9.0, 18001, dtype=torch.float64))
+    for b, r in enumerate(scan):
+        assert len(r["roots"]) == 1 and r["rising"] == [True] and r["largest_drop"] < 1e-12
+        assert abs(r["roots"][0] - mu_star[b].item()) < 1e-4
+    with pytest.raises(ValueError, match="mus must be an increasing grid"):
+        number_roots(_CubicState(), 0, [0.5, 0.1])
