@@ -190,6 +190,10 @@ def test_gpu_round_dry_run(tmp_path):
     assert nets["wide"]["fm_weight"] == 1.0
     assert all(v > 0 for name in ("round1 member 0", "wide") for v in nets[name]["us_per_site"].values())
     assert sum(nets["wide"]["by_bond_field"]["count"]) == nets["wide"]["heldout_frames"] * recipe.n_sites
+    mono = nets["wide"]["number_monotonicity"]  # the roots of N(μ) = N_e on every held-out frame
+    assert mono["frames"] == len(mono["roots_per_frame"]) == nets["wide"]["heldout_frames"]
+    assert min(mono["roots_per_frame"]) >= 1 and mono["largest_drop"] >= mono["median_drop"] >= 0
+    assert mono["frames_with_several_roots"] == sum(n > 1 for n in mono["roots_per_frame"])
     with pytest.raises(ValueError, match="no label chunks"):
         train_candidate(recipe, tmp_path / "empty", "x")
 

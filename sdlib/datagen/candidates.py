@@ -7,8 +7,9 @@ lattice, so one data set serves every cutoff), in ``<work>/candidates/<name>/`` 
 finished candidate is loaded, a killed one resumes from its checkpoint). :func:`measure` gives its
 relative torque error on the run's held-out frames — all of them, per window of quench time
 (early / middle / late thirds of the recipe's frame times) and per bin of the local bond field
-(:func:`error_by_bond_field`) — and its inference cost in µs per site
-and evaluation on this machine; :func:`record_candidates` writes the comparison chapter 03 reads.
+(:func:`error_by_bond_field`) — whether its N(μ) rises monotonically on those frames
+(:func:`number_monotonicity`; where it does not, μ* at fixed filling is not unique) and its
+inference cost in µs per site and evaluation on this machine; :func:`record_candidates` writes the comparison chapter 03 reads.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ..analysis import bond_field
+from ..ensemble import number_roots
 from ..forcefield import torque
 from ..io import atomic_write
 from ..nn import MLForceField
@@ -27,12 +29,14 @@ from ..training import FieldDataset
 from .committee import _rel, train_committee
 from .label import chunk_files
 
-__all__ = ["candidate_paths", "train_candidate", "heldout_times", "error_by_bond_field", "measure", "record_candidates"]
+__all__ = ["candidate_paths", "train_candidate", "heldout_times", "error_by_bond_field", "number_monotonicity", "measure",
+           "record_candidates"]
 
 LABEL_DIRS = ("round*/labels", "baseline/labels")
 # bins of the local bond field φ_i = ¼ Σ_nn S_i·S_j for error_by_bond_field: Néel-like (φ → -1) to
 # ferromagnetic (φ → 1) surroundings; the last edge is above 1 so that φ = 1 falls in the last bin
 BOND_FIELD_EDGES = (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0 + 1e-9)
+MU_SCAN_STEP = 2e-3  # grid of μ on which number_monotonicity looks for roots of N(μ) = N_e
 
 
 def candidate_paths(work) -> list:
@@ -95,6 +99,25 @@ def error_by_bond_field(spins, fields, ref, lattice, edges=BOND_FIELD_EDGES) -> 
     return out
 
 
+@torch.no_grad()
+def number_monotonicity(ff: MLForceField, spins: torch.Tensor, step: float = MU_SCAN_STEP, batch: int = 4) -> dict | None:
+    """How far the μ-input, fixed-filling network ``ff`` is from an increasing N(μ) on the frames
+    ``spins`` ``[M, N, 3]`` (None for any other network): on a grid of its trained μ range with spacing
+    ``step`` (:func:`sdlib.ensemble.number_roots`), the frames with more than one solution of
+    N(μ) = N_e (a μ* that depends on where the search starts), the roots per frame, and the largest
+    decrease of N anywhere in the range (electrons; the exact N(μ) never decreases)."""
+    if not ff.mu_input or ff.n_electrons is None:
+        return None
+    lo, hi = ff.physics["mu_range"]
+    mus = torch.arange(lo, hi + 0.5 * step, step, dtype=torch.float64).clamp(max=hi)
+    scans = [r for k in range(0, len(spins), batch)
+             for r in number_roots(ff.grand_state(spins[k:k + batch].to(ff.dtype)), ff.n_electrons, mus)]
+    drops = sorted(r["largest_drop"] for r in scans)
+    return {"frames": len(scans), "frames_with_several_roots": sum(len(r["roots"]) > 1 for r in scans),
+            "roots_per_frame": [len(r["roots"]) for r in scans], "largest_drop": drops[-1],
+            "median_drop": drops[len(drops) // 2], "mu_step": step}
+
+
 def _windows(recipe) -> dict:
     ft = list(recipe.frame_times)
     k = len(ft)
@@ -107,7 +130,8 @@ def measure(stem, recipe, work, *, L_cost: int = 64, repeats: int = 3, batch: in
     """Held-out relative torque error of the saved network ``stem`` (float64: all frames, per
     time window, per bond-field bin) and its cost: µs per site of one evaluation (fast path, float32 and float64, one
     configuration of ``L_cost`` × ``L_cost`` evaluated again, so a fixed-filling network starts its
-    μ* search at the right cell; median of ``repeats``; this machine's current threads)."""
+    μ* search at the right cell; median of ``repeats``; this machine's current threads), and
+    :func:`number_monotonicity` on the held-out frames."""
     data = FieldDataset(Path(work) / "heldout" / "labels.h5")
     ff64 = MLForceField.load(stem, lattice=recipe.lattice())
     fields = torch.cat([ff64(data.spins[k:k + batch]).fields for k in range(0, len(data), batch)])
@@ -133,7 +157,7 @@ def measure(stem, recipe, work, *, L_cost: int = 64, repeats: int = 3, batch: in
         cost[str(dtype).removeprefix("torch.")] = sorted(runs)[len(runs) // 2] / big.n_sites * 1e6
     by_phi = error_by_bond_field(data.spins, fields, data.fields, recipe.lattice())
     return {"heldout_torque_rel": rel(slice(None)), "heldout_frames": len(data), "windows": windows, "by_bond_field": by_phi,
-            "us_per_site": cost, "cost_L": L_cost, "threads": torch.get_num_threads()}
+            "number_monotonicity": number_monotonicity(ff64, data.spins), "us_per_site": cost, "cost_L": L_cost, "threads": torch.get_num_threads()}
 
 
 def _networks(work: Path) -> dict:
@@ -174,8 +198,11 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
             rows[name] |= {"heldout_torque_rel": None, "failed": str(e)}
             log(f"{name}: cannot be evaluated at the recipe's ensemble: {e}")
             continue
+        mono = rows[name]["number_monotonicity"]
+        roots = "" if mono is None else (f", N(μ) = N_e with several roots on {mono['frames_with_several_roots']} of "
+                                         f"{mono['frames']} frames (largest drop of N {mono['largest_drop']:.3g})")
         log(f"{name}: held-out {rows[name]['heldout_torque_rel']:.4f}, "
-            f"{rows[name]['us_per_site']['float32']:.1f} µs/site (float32)")
+            f"{rows[name]['us_per_site']['float32']:.1f} µs/site (float32){roots}")
     summary = {"work": str(work), "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
                "networks": rows}
     out.mkdir(parents=True, exist_ok=True)
