@@ -40,7 +40,7 @@ from scipy.sparse.csgraph import connected_components
 from .lattice import Lattice
 
 __all__ = [
-    "chirality", "bond_field", "fm_bond_fraction", "fm_sites", "FM_SITE_FRACTION", "nn_correlation", "magnetization", "structure_factor",
+    "chirality", "bond_field", "fm_bond_fraction", "fm_sites", "check_fm_fraction", "FM_SITE_FRACTION", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
     "sample_exponents",
     "FitWindow", "fit_window",
@@ -79,9 +79,14 @@ def fm_sites(spins: torch.Tensor, lattice: Lattice, min_fraction: float = FM_SIT
     """Boolean ``[..., N]``: the sites with at least ``min_fraction`` (in (0, 1]) of their nearest-neighbour
     bonds ferromagnetic (:func:`fm_bond_fraction`) — the FM-cluster class of chapter 03's locality
     measurement, of the loss weights ``training.FMSiteWeights`` and of chapter 05's committee check."""
+    return fm_bond_fraction(spins, lattice) >= check_fm_fraction(min_fraction) - 1e-12
+
+
+def check_fm_fraction(min_fraction) -> float:
+    """``min_fraction`` of :func:`fm_sites` as a float in (0, 1] (a ValueError naming it otherwise)."""
     if not (isinstance(min_fraction, (int, float)) and 0.0 < min_fraction <= 1.0):
         raise ValueError(f"min_fraction (of FM bonds) must be in (0, 1], got {min_fraction!r}")
-    return fm_bond_fraction(spins, lattice) >= min_fraction - 1e-12
+    return float(min_fraction)
 
 
 def nn_correlation(spins: torch.Tensor, lattice: Lattice) -> torch.Tensor:

@@ -205,10 +205,8 @@ def number_roots(state, n_electrons: int, mus) -> list[dict]:
         fb = f[:, b]
         change = torch.nonzero((fb[:-1] <= 0) != (fb[1:] <= 0)).reshape(-1)
         roots = [float(mus[i] - fb[i] * (mus[i + 1] - mus[i]) / (fb[i + 1] - fb[i])) for i in change]
-        out.append({"roots": roots, "rising": [bool(fb[i + 1] > fb[i]) for i in change],
+        out.append({"roots": roots, "rising": [bool(fb[i + 1] > fb[i]) for i in change], "free_energy": [],
                     "largest_drop": float((fb - fb.flip(0).cummin(0).values.flip(0)).max())})
-    for r in out:
-        r["free_energy"] = []
     for k in range(max((len(r["roots"]) for r in out), default=0)):
         mu_k = torch.tensor([r["roots"][min(k, len(r["roots"]) - 1)] if r["roots"] else float(mus[0]) for r in out],
                             dtype=torch.float64)

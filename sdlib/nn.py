@@ -168,7 +168,7 @@ class SiteEnergyNet(nn.Module):
         N ≈ 10⁴–10⁶ electrons is quantised at ulp(N) ≈ 10⁻³–10⁻¹, coarser than the change of N
         across a grid cell of the μ search when μ* sits in a gap of the spectrum (dN/dμ small: a
         phase-separated texture), and the search then stalls. How closely N must match N_e stays
-        set by the network's dtype (``_MLState.number_tol``)."""
+        set by the network's dtype (``_MLState.number_dtype``)."""
         w_mu = self.mlp[0].weight[:, self.n_features]
         dz = w_mu / self.mu_std
         n = pre.shape[-2]

@@ -33,7 +33,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from .analysis import FM_SITE_FRACTION, fm_sites
+from .analysis import FM_SITE_FRACTION, check_fm_fraction, fm_sites
 from .forcefield import torque
 from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
@@ -171,9 +171,7 @@ class FMSiteWeights:
     def __init__(self, lattice, weight: float, min_fraction: float = FM_SITE_FRACTION):
         if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 1.0 <= weight <= 1e4):
             raise ValueError(f"weight (of the FM-surrounded sites) must be a number in [1, 1e4], got {weight!r}")
-        if not (isinstance(min_fraction, (int, float)) and 0.0 < min_fraction <= 1.0):
-            raise ValueError(f"min_fraction (of FM bonds) must be in (0, 1], got {min_fraction!r}")
-        self.lattice, self.weight, self.min_fraction = lattice, float(weight), float(min_fraction)
+        self.lattice, self.weight, self.min_fraction = lattice, float(weight), check_fm_fraction(min_fraction)
 
     def __call__(self, spins: torch.Tensor) -> torch.Tensor:
         if spins.shape[-2] != self.lattice.n_sites:
