@@ -34,6 +34,8 @@ each term t passes ∂E/∂x_j (j its feature) on as ∂E/∂f_{a_t} += ∂E/∂
     ∂χ_t(x)/∂S_x = S_{x+d1} × S_{x+d2},  ∂χ_t/∂S_{x+d1} = S_{x+d2} × S_x,  ∂χ_t/∂S_{x+d2} = S_x × S_{x+d1}.
 
 For a μ-input network N = −Σ_i ∂ε_i/∂μ = −Σ_i (w_μ · δz_1(i)) / σ_μ + n̄ N_sites from the same pass.
+A level head (``sdlib.levelhead``) has C = 1 + 2K outputs o = W_L h_{L−1} + b_L instead of one:
+its ω_i, n_i and ∂ω_i/∂o come in closed form, and δ_{L−1} = W_L^T ∂ω/∂o.
 The result equals the autograd path to round-off (``tests/test_fastpath.py``).
 """
 from __future__ import annotations
@@ -188,9 +190,10 @@ class FastState:
         (``[B]``, μ-input networks only); ``first``: :meth:`first_layer` if already computed."""
         mlp = _Mlp(net)
         B = self.tables.shape[0]
-        asum = self.tables.new_zeros(B, mlp.w_out.shape[0])  # Σ_i h_{L−1}(i)
+        esum = self.tables.new_zeros(B)  # Σ_i of the site energies less their constant part
+        nsum = self.tables.new_zeros(B)  # Σ_i n_i (level head)
         dsum = self.tables.new_zeros(B, mlp.w1.shape[0])  # Σ_i ∂E/∂z_1(i)
-        z_mu = ((mu - net.mu_mean) / net.mu_std)[:, None, None] * mlp.w_mu[:, None] if net.mu_input else None
+        z_mu = ((mu - net.mu_mean) / net.mu_std)[:, None, None] * mlp.w_mu[:, None] if mlp.w_mu is not None else None
         dtab = torch.zeros_like(self.tables)
         for b in range(B):
             for blk in self._blocks():
@@ -201,12 +204,16 @@ class FastState:
                 else:
                     fa, fb = f.index_select(0, self.lay.a), f.index_select(0, self.lay.b)
                     z = first[b, blk].T
-                a, delta = mlp.forward_backward(z if z_mu is None else z + z_mu[b])
-                asum[b] += a.sum(-1)
+                e, n, delta = mlp.forward_backward(z if z_mu is None else z + z_mu[b], None if mu is None else mu[b])
+                esum[b] += e
+                if n is not None:
+                    nsum[b] += n
                 dsum[b] += delta.sum(-1)
                 dv = self._table_gradient(mlp.w1t @ delta, f, fa, fb)
                 dtab[b].scatter_add_(0, self.lay.block_index(blk), dv.view(-1))
-        energy = asum @ mlp.w_out + (net.energy_scale * mlp.b_out + net.energy_shift) * self.N
+        if mlp.levels:
+            return esum, self._spin_gradient(dtab).neg_(), nsum
+        energy = esum + (net.energy_scale * mlp.b_out + net.energy_shift) * self.N
         number = None
         if net.mu_input:
             energy = energy - net.number_shift * mu * self.N
@@ -248,26 +255,35 @@ class _Mlp:
     def __init__(self, net):
         linears = [m for m in net.mlp if isinstance(m, nn.Linear)]
         self.acts = [m for m in net.mlp if not isinstance(m, nn.Linear)]
+        self.net, self.levels = net, getattr(net, "levels", 0)
         self.w1, self.b1 = _folded(net)
         self.w1t = self.w1.T.contiguous()
-        self.w_mu = linears[0].weight[:, net.n_features] if net.mu_input else None
+        self.w_mu = linears[0].weight[:, net.n_features] if net.mu_input and not self.levels else None
         self.hidden = [(lin.weight, lin.weight.T.contiguous(), lin.bias[:, None]) for lin in linears[1:-1]]
-        self.w_out = net.energy_scale * linears[-1].weight[0]  # ∂ε/∂h_{L−1}
+        self.w_out = net.energy_scale * linears[-1].weight[0]  # ∂ε/∂h_{L−1} (one output)
         self.b_out = linears[-1].bias[0]
+        self.w_all, self.b_all = linears[-1].weight, linears[-1].bias[:, None]  # all C outputs (level head)
 
-    def forward_backward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """From z_1 ``[H, n_b]``: the last hidden activations h_{L−1} (ε = w_out · h_{L−1} + const)
-        and ∂E/∂z_1 ``[H, n_b]``."""
+    def forward_backward(self, z: torch.Tensor, mu: torch.Tensor | None = None):
+        """From z_1 ``[H, n_b]``: Σ over the block of the site energies less their constant part
+        (one output: w_out · h_{L−1}; level head: ω at ``mu``), Σ n_i (level head, else None), and
+        ∂E/∂z_1 ``[H, n_b]``."""
         slopes = []
         for act, (w, _, bias) in zip(self.acts[:-1], self.hidden):
             a, sl = _value_and_slope(act, z)
             slopes.append(sl)
             z = torch.addmm(bias, w, a)
         a, sl = _value_and_slope(self.acts[-1], z)
-        delta = self.w_out[:, None] * sl
+        if self.levels:
+            omega, number, g = self.net.head(torch.addmm(self.b_all, self.w_all, a).T, mu, grad=True)
+            energy, number = omega.sum(), number.sum()
+            delta = (self.w_all.T @ g.T).mul_(sl)
+        else:
+            energy, number = a.sum(-1) @ self.w_out, None
+            delta = self.w_out[:, None] * sl
         for (_, wt, _), sl in zip(reversed(self.hidden), reversed(slopes)):
             delta = (wt @ delta).mul_(sl)
-        return a, delta
+        return energy, number, delta
 
 
 def _folded(net) -> tuple[torch.Tensor, torch.Tensor]:

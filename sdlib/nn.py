@@ -34,6 +34,7 @@ from torch import nn
 
 from .ensemble import FixedFilling, solve_mu
 from .fastpath import FastState
+from .levelhead import init_output_layer, level_head, level_number, n_outputs, place_levels, spectrum_bound
 from .forcefield import ForceFieldOutput
 from .io import atomic_write
 from .lattice import Lattice
@@ -88,9 +89,16 @@ class SiteEnergyNet(nn.Module):
     With ``mu_input=True`` the chemical potential is one more input and the site energy is
     ``ε(G, μ) = scale · MLP((G - mean)/std, (μ - μ̄)/σ_μ) + shift - n̄ μ`` (n̄: mean electrons per
     site of the training data, so the MLP learns only the deviation from -n̄ μ).
+
+    With ``levels=K > 0`` (and ``mu_input=True``) μ is not an input of the MLP; its 1 + 2K outputs
+    are an offset and K levels with weights of a learned local density of states, and the site
+    grand potential ω(G, μ) is that of those levels filled at the electron temperature
+    (``sdlib.levelhead``): N(μ) then rises strictly and μ* at fixed filling is unique. The levels'
+    centre, half-width and temperature are buffers (:meth:`set_spectrum`).
     """
 
-    def __init__(self, n_features: int, hidden=(64, 64), activation: str = "silu", mu_input: bool = False):
+    def __init__(self, n_features: int, hidden=(64, 64), activation: str = "silu", mu_input: bool = False,
+                 levels: int = 0):
         super().__init__()
         if not isinstance(n_features, int) or n_features < 1:
             raise ValueError(f"n_features must be an integer >= 1, got {n_features!r}")
@@ -101,20 +109,44 @@ class SiteEnergyNet(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if not isinstance(mu_input, bool):
             raise ValueError(f"mu_input must be True or False, got {mu_input!r}")
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0 or (levels and not mu_input):
+            raise ValueError(f"levels must be an integer >= 0 (0: the plain head; >= 1 needs mu_input=True), "
+                             f"got {levels!r} with mu_input={mu_input!r}")
         self.n_features, self.hidden, self.activation, self.mu_input = n_features, hidden, activation, mu_input
-        layers, width = [], n_features + int(mu_input)
+        self.levels = levels
+        layers, width = [], n_features + int(mu_input and not levels)
         for h in hidden:
             layers += [nn.Linear(width, h, dtype=torch.float64), ACTIVATIONS[activation]()]
             width = h
-        layers.append(nn.Linear(width, 1, dtype=torch.float64))
+        layers.append(nn.Linear(width, n_outputs(levels) if levels else 1, dtype=torch.float64))
+        if levels:
+            init_output_layer(layers[-1], levels)
         self.mlp = nn.Sequential(*layers)
         self.register_buffer("feature_mean", torch.zeros(n_features, dtype=torch.float64))
         self.register_buffer("feature_std", torch.ones(n_features, dtype=torch.float64))
         self.register_buffer("energy_shift", torch.zeros((), dtype=torch.float64))
         self.register_buffer("energy_scale", torch.ones((), dtype=torch.float64))
+        extra = ("level_center", 0.0), ("level_width", 1.0), ("level_kT", 1.0)
         if mu_input:
-            for name, value in (("mu_mean", 0.0), ("mu_std", 1.0), ("number_shift", 0.0)):
+            for name, value in extra if levels else (("mu_mean", 0.0), ("mu_std", 1.0), ("number_shift", 0.0)):
                 self.register_buffer(name, torch.tensor(value, dtype=torch.float64))
+
+    @torch.no_grad()
+    def set_spectrum(self, center: float, width: float, kT: float) -> None:
+        """Level head: e_k = center + width · o_k, filled at electron temperature ``kT`` (> 0)."""
+        if not self.levels:
+            raise ValueError("set_spectrum is for a network with levels >= 1")
+        for name, v in (("center", center), ("width", width), ("kT", kT)):
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or (name != "center" and v <= 0):
+                raise ValueError(f"{name} must be a finite number{'' if name == 'center' else ' > 0'}, got {v!r}")
+        self.level_center.fill_(center)
+        self.level_width.fill_(width)
+        self.level_kT.fill_(kT)
+
+    def head(self, o: torch.Tensor, mu, grad: bool = False):
+        """Level head: (ω, n[, ∂ω/∂o]) of the MLP outputs ``o`` ``[..., 1 + 2K]`` at ``mu`` (``levelhead.level_head``)."""
+        return level_head(o, mu, self.levels, self.energy_scale, self.energy_shift, self.level_center,
+                          self.level_width, self.level_kT, grad)
 
     @torch.no_grad()
     def fit_normalization(self, features: torch.Tensor, energy_per_site: torch.Tensor, field_rms: float,
@@ -132,6 +164,15 @@ class SiteEnergyNet(nn.Module):
             if mu is None or number_per_site is None:
                 raise ValueError("a mu_input network needs mu and number_per_site to fit its normalisation")
             mu = torch.as_tensor(mu).to(energy).expand_as(energy)
+            if self.levels:  # levels placed to hold the labels' electrons at their mean μ (levelhead.place_levels);
+                # shift: mean Ω/N less the mean site grand potential without shift at the mean μ
+                self.energy_scale.copy_(torch.tensor(float(field_rms) if field_rms > 0 else 1.0))
+                self.energy_shift.zero_()
+                place_levels(self.mlp[-1], self.levels, float(mu.mean()), float(torch.as_tensor(number_per_site).mean()),
+                             float(self.level_center), float(self.level_width))
+                o = self.mlp((features - self.feature_mean) / self.feature_std)
+                self.energy_shift.copy_(energy.mean() - self.head(o, mu.mean().expand(o.shape[:-1]))[0].mean())
+                return
             self.mu_mean.copy_(mu.mean())
             self.mu_std.copy_(mu.std() if mu.numel() > 1 and mu.std() > 1e-6 else torch.ones(()))
             self.number_shift.copy_(torch.as_tensor(number_per_site).to(energy).mean())
@@ -144,6 +185,9 @@ class SiteEnergyNet(nn.Module):
         once, so the many evaluations of a solve for μ cost only the hidden layers. ``μ`` is a
         scalar or one value per configuration ``[...]``."""
         pre, w_mu = self._first_layer(features)
+        if self.levels:
+            o = self.mlp[1:](pre)
+            return lambda mu: self.head(o, self._mu_like(mu, pre))[0]
 
         def energy(mu):
             m = self._mu_like(mu, pre)
@@ -168,7 +212,12 @@ class SiteEnergyNet(nn.Module):
         N ≈ 10⁴–10⁶ electrons is quantised at ulp(N) ≈ 10⁻³–10⁻¹, coarser than the change of N
         across a grid cell of the μ search when μ* sits in a gap of the spectrum (dN/dμ small: a
         phase-separated texture), and the search then stalls. How closely N must match N_e stays
-        set by the network's dtype (``_MLState.number_dtype``)."""
+        set by the network's dtype (``_MLState.number_dtype``). A level head computes its levels
+        once here; N(μ) is then a sum of Fermi functions (``levelhead.level_number``)."""
+        if self.levels:
+            with torch.no_grad():
+                occ = level_number(self.mlp[1:](pre), self.levels, self.level_center, self.level_width, self.level_kT)
+            return lambda mu: occ(self._mu_like(mu, pre)).sum(-1, dtype=torch.float64)
         w_mu = self.mlp[0].weight[:, self.n_features]
         dz = w_mu / self.mu_std
         n = pre.shape[-2]
@@ -194,7 +243,8 @@ class SiteEnergyNet(nn.Module):
     def _first_layer(self, features: torch.Tensor):
         x = (features - self.feature_mean) / self.feature_std
         first = self.mlp[0]
-        return x @ first.weight[:, :self.n_features].T + first.bias, first.weight[:, self.n_features]
+        w_mu = None if self.levels else first.weight[:, self.n_features]
+        return x @ first.weight[:, :self.n_features].T + first.bias, w_mu
 
     @staticmethod
     def _mu_like(mu, pre: torch.Tensor) -> torch.Tensor:
@@ -254,6 +304,9 @@ class MLForceField(nn.Module):
     mu_input : the site energy also takes the chemical potential (module docstring); ``physics``
         then holds ``mu_range`` and either ``mu`` (``ff(spins)`` is Ω at that μ) or ``filling``
         (``ff(spins)`` is F at the μ* that conserves N_e = round(2N·filling)).
+    levels : 0 (default) for μ as a plain input of the MLP; K >= 1 for the level head of
+        ``sdlib.levelhead`` (a learned local density of states of K levels, filled at
+        ``physics["kT"]`` > 0, centred on the model's spectrum): N(μ) rises strictly, so μ* is unique.
 
     ``ff(spins, create_graph=False)``: spins ``[N, 3]`` or ``[B, N, 3]`` → ``ForceFieldOutput``
     with ``energy`` ``[]``/``[B]`` = Σ_i ε_i and ``fields = -∂E/∂S``. ``create_graph=True`` keeps the
@@ -262,16 +315,21 @@ class MLForceField(nn.Module):
     """
 
     def __init__(self, descriptor, hidden=(64, 64), activation: str = "silu", physics: dict | None = None,
-                 provenance: dict | None = None, check_norm: bool = True, mu_input: bool = False):
+                 provenance: dict | None = None, check_norm: bool = True, mu_input: bool = False, levels: int = 0):
         super().__init__()
         self.check_norm = bool(check_norm)
         for attr in ("kind", "n_sites", "n_features", "spec"):
             if not hasattr(descriptor, attr):
                 raise ValueError(f"descriptor must be an sdlib Descriptor (missing .{attr}), got {type(descriptor).__name__}")
         self.descriptor = descriptor
-        self.net = SiteEnergyNet(descriptor.n_features, hidden, activation, mu_input)
-        default = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0} | ({"mu_range": [-1.0, 1.0]} if mu_input else {})
-        self.physics = _check_physics(physics if physics is not None else default, descriptor.kind, mu_input)
+        self.net = SiteEnergyNet(descriptor.n_features, hidden, activation, mu_input, levels)
+        default = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.1 if levels else 0.0} | ({"mu_range": [-1.0, 1.0]} if mu_input else {})
+        self.physics = p = _check_physics(physics if physics is not None else default, descriptor.kind, mu_input)
+        if levels:
+            if p["kT"] <= 0:
+                raise ValueError(f"a level head fills its levels at the electron temperature: physics['kT'] must be "
+                                 f"> 0, got {p['kT']!r}")
+            self.net.set_spectrum(0.0, spectrum_bound(descriptor.kind, p["t"], p["J"]), float(p["kT"]))
         self.provenance = json.loads(json.dumps(provenance or {}))
         self.weights_sha256: str | None = None  # SHA-256 of the weights file once saved or loaded
         self.fast = True  # inference (create_graph=False) by the hand-written backward of sdlib.fastpath
@@ -401,7 +459,7 @@ class MLForceField(nn.Module):
         return {"format": FORMAT, "sdlib_version": __version__, "descriptor": self.descriptor.spec(),
                 "descriptor_class": _class_name(self.descriptor), "hidden": list(self.net.hidden),
                 "activation": self.net.activation, "n_features": self.net.n_features, "mu_input": self.mu_input,
-                "physics": self.physics, "provenance": self.provenance}
+                "levels": self.net.levels, "physics": self.physics, "provenance": self.provenance}
 
     def save(self, path) -> tuple[str, str]:
         """Write ``<stem>.safetensors`` and ``<stem>.json`` atomically; returns both paths."""
@@ -431,7 +489,8 @@ class MLForceField(nn.Module):
             raise ValueError(f"this model was trained on the {cfg['physics']['lattice']} lattice; it cannot be "
                              f"applied to a {lattice.kind} lattice")
         desc = _descriptor_class(cfg["descriptor_class"]).from_spec(cfg["descriptor"], lattice)
-        ff = cls(desc, cfg["hidden"], cfg["activation"], cfg["physics"], cfg["provenance"], mu_input=cfg["mu_input"])
+        ff = cls(desc, cfg["hidden"], cfg["activation"], cfg["physics"], cfg["provenance"], mu_input=cfg["mu_input"],
+                 levels=cfg["levels"])
         try:
             ff.net.load_state_dict(state, strict=True)
         except RuntimeError as e:
@@ -511,7 +570,8 @@ def _paths(path) -> tuple[str, str]:
 
 
 _CONFIG_TYPES = {"format": str, "descriptor": dict, "descriptor_class": str, "hidden": list, "activation": str,
-                 "n_features": int, "mu_input": bool, "physics": dict, "provenance": dict, "weights_sha256": str}
+                 "n_features": int, "mu_input": bool, "levels": int, "physics": dict, "provenance": dict,
+                 "weights_sha256": str}
 
 
 def _read_model(wpath: str, cpath: str) -> tuple[dict, dict]:
@@ -530,6 +590,7 @@ def _read_model(wpath: str, cpath: str) -> tuple[dict, dict]:
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise ValueError(f"{cpath} is not an sdlib model config (format must be {FORMAT!r})")
     cfg.setdefault("mu_input", False)  # models saved before μ-input networks existed
+    cfg.setdefault("levels", 0)  # models saved before the level head existed
     for key, typ in _CONFIG_TYPES.items():
         if not isinstance(cfg.get(key), typ):
             raise ValueError(f"{cpath}: entry {key!r} must be a {typ.__name__}, got {cfg.get(key)!r}")

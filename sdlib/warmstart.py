@@ -67,7 +67,7 @@ def warm_start(ff, old) -> torch.Tensor:
     Returns the matched feature index (``match_features``).
     """
     new, prev = ff.net, old.net
-    for attr in ("activation", "mu_input"):
+    for attr in ("activation", "mu_input", "levels"):
         if getattr(new, attr) != getattr(prev, attr):
             raise ValueError(f"{attr} differs: the new network has {getattr(new, attr)!r}, the old one "
                              f"{getattr(prev, attr)!r}; a warm start needs the same network shape")
@@ -83,7 +83,7 @@ def warm_start(ff, old) -> torch.Tensor:
     h = first_old.weight.shape[0]
     first.weight[:h] = 0.0  # old units: the old weights on the old features, nothing on the new ones
     first.weight[:h, k] = first_old.weight[:, :prev.n_features].to(first.weight)
-    if new.mu_input:
+    if new.mu_input and not new.levels:
         first.weight[:h, new.n_features] = first_old.weight[:, prev.n_features].to(first.weight)
     first.bias[:h] = first_old.bias.to(first.bias)
     for lin, lin_old in zip(layers[1:], layers_old[1:]):
@@ -91,6 +91,7 @@ def warm_start(ff, old) -> torch.Tensor:
         lin.weight[:out, :inp] = lin_old.weight.to(lin.weight)
         lin.weight[:, inp:] = 0.0  # added units of the layer below feed nothing
         lin.bias[:out] = lin_old.bias.to(lin.bias)
-    for name in ("energy_shift", "energy_scale") + (("mu_mean", "mu_std", "number_shift") if new.mu_input else ()):
+    head = ("level_center", "level_width", "level_kT") if new.levels else ("mu_mean", "mu_std", "number_shift")
+    for name in ("energy_shift", "energy_scale") + (head if new.mu_input else ()):
         getattr(new, name).copy_(getattr(prev, name))
     return k

@@ -27,25 +27,30 @@ def scrambled(ff, seed):
         net.feature_std.copy_(torch.rand(net.n_features, generator=gen, dtype=torch.float64) + 0.5)
         net.energy_shift.fill_(-5.9)
         net.energy_scale.fill_(0.07)
-        if net.mu_input:
+        if net.mu_input and net.levels:
+            net.set_spectrum(-1.0, 9.0, 0.05)
+        elif net.mu_input:
             net.mu_mean.fill_(-6.0)
             net.mu_std.fill_(0.4)
             net.number_shift.fill_(0.97)
     return ff
 
 
-@pytest.mark.parametrize("mu_input, hidden", [(False, (8, 8)), (True, (8, 8)), (True, (13, 11))])
-def test_warm_started_network_computes_the_old_one(mu_input, hidden):
-    """Also a wider network: the added units change nothing until training moves them."""
+@pytest.mark.parametrize("mu_input, hidden, levels", [(False, (8, 8), 0), (True, (8, 8), 0), (True, (13, 11), 0),
+                                                     (True, (8, 8), 4), (True, (13, 11), 4)])
+def test_warm_started_network_computes_the_old_one(mu_input, hidden, levels):
+    """Also a wider network: the added units change nothing until training moves them. Also the
+    level head (sdlib.levelhead), compared at fixed μ (random levels need not reach N_e)."""
     phys = PHYS if mu_input else {"t": 1.0, "J": 6.0, "filling": 0.485, "kT": 0.0, "L": 8}
-    old = scrambled(MLForceField(Descriptor(LAT, cutoff=2.3), hidden=(8, 8), physics=phys, mu_input=mu_input), 1)
+    old = scrambled(MLForceField(Descriptor(LAT, cutoff=2.3), hidden=(8, 8), physics=phys, mu_input=mu_input,
+                                 levels=levels), 1)
     new = scrambled(MLForceField(Descriptor(LAT, cutoff=3.5, phase_cutoff=2.3), hidden=hidden, physics=phys,
-                                 mu_input=mu_input), 2)
+                                 mu_input=mu_input, levels=levels), 2)
     spins = random_spins(LAT.n_sites, (3,), seed=7)
     before = new.grand(spins, -6.2) if mu_input else new(spins)  # (a random wide one need not reach N_e)
     k = warm_start(new, old)
     assert len(set(k.tolist())) == old.descriptor.n_features < new.descriptor.n_features
-    a, b = old(spins), new(spins)
+    a, b = (old.grand(spins, -6.2), new.grand(spins, -6.2)) if levels else (old(spins), new(spins))
     ref = old.grand(spins, -6.2) if mu_input else a
     assert (ref.fields - before.fields).abs().max() > 1e-3  # the two networks differed before
     assert torch.allclose(b.energy, a.energy, rtol=0, atol=TOL)

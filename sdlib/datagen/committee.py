@@ -59,7 +59,8 @@ def _subset(ds: GrandDataset, idx: torch.Tensor, device) -> GrandDataset:
 
 def _member(recipe, device) -> MLForceField:
     desc = Descriptor(recipe.lattice(), cutoff=recipe.cutoff, phase_cutoff=recipe.phase_cutoff)
-    return MLForceField(desc, hidden=recipe.hidden, physics=recipe.physics(), mu_input=True).to(device)
+    return MLForceField(desc, hidden=recipe.hidden, physics=recipe.physics(), mu_input=True,
+                        levels=recipe.levels).to(device)
 
 
 def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None, members=None, device=None,

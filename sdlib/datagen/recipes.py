@@ -64,7 +64,8 @@ class Recipe:
     exact dynamics; ``mus`` = μ grid of the grand-canonical labels (T_e > 0; contains ``mu``).
     Quenches: ``bath_kT`` (one quench family per bath temperature), ``frame_times`` (candidate
     frames of each quench, early to late; the last is the quench duration), ``dt``, ``alpha``.
-    Network: ``cutoff`` (< L/2), ``phase_cutoff``, ``hidden``. Active rounds: ``committee`` (≥ 4
+    Network: ``cutoff`` (< L/2), ``phase_cutoff``, ``hidden``, ``levels`` (0: μ as an input of the
+    MLP; K ≥ 1: the level head of ``sdlib.levelhead``, whose N(μ) rises by construction). Active rounds: ``committee`` (≥ 4
     networks), ``quenches`` per bath temperature, ``select`` frames per round of which
     ``uniform_fraction`` are drawn uniformly, ``ordered`` ordered / near-ordered configurations.
     """
@@ -85,6 +86,7 @@ class Recipe:
     alpha: float = 0.5
     phase_cutoff: float | None = 2.3
     hidden: tuple = (64, 64)
+    levels: int = 0
     committee: int = 4
     quenches: int = 2
     select: int = 100
@@ -127,7 +129,9 @@ class Recipe:
         object.__setattr__(self, "hidden", tuple(self.hidden))
         if not self.hidden or not all(isinstance(h, int) and h >= 1 for h in self.hidden):
             raise _bad("hidden", "must be a non-empty tuple of integers >= 1", self.hidden)
-        for name, lo in (("committee", 4), ("quenches", 1), ("select", 1), ("ordered", 0)):
+        if self.levels and not self.kT > 0:
+            raise _bad("levels", "needs kT > 0 (the levels are filled at the electron temperature)", self.levels)
+        for name, lo in (("levels", 0), ("committee", 4), ("quenches", 1), ("select", 1), ("ordered", 0)):
             v = getattr(self, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= lo):
                 raise _bad(name, f"must be an integer >= {lo}", v)
