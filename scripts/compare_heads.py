@@ -7,8 +7,9 @@ stopping, as a committee member); seed ``--test`` is held out: its exact canonic
 (``datagen.label_fixed``: ``ExactSolver`` at the recipe's filling) are the reference. Each head is the recipe's network at ``--set`` changes (default
 r_c = 3.5, phase cutoff 2.3, 64 × 64), trained by ``datagen.committee.train_committee`` (float32,
 checkpointed: a killed run resumes). Writes ``OUT/heads.json``: per head, the held-out relative
-torque error at fixed filling (the network's own μ*), overall and per frame time, its μ*, and
-``number_monotonicity`` on the held-out frames.
+torque error at fixed filling (the network's own μ*; ``_canonical``), overall and per frame time,
+its μ*, the frames on which the library's μ* search failed, and ``number_monotonicity`` on the
+held-out frames.
 
     python scripts/compare_heads.py --work data/heads --out book/runs/03-level-head --epochs 300 --levels 0,16,32
 """
@@ -28,6 +29,7 @@ from sdlib.datagen.candidates import number_monotonicity  # noqa: E402
 from sdlib.datagen.committee import _rel, train_committee  # noqa: E402
 from sdlib.datagen.label import chunk_files, label_fixed, label_pool, write_frames  # noqa: E402
 from sdlib.datagen.reference import read_reference, reference_paths  # noqa: E402
+from sdlib.ensemble import number_roots  # noqa: E402
 from sdlib.io import atomic_write  # noqa: E402
 from sdlib.training import FieldDataset  # noqa: E402
 from sdlib.provenance import provenance  # noqa: E402
@@ -71,22 +73,17 @@ def main(argv=None) -> dict:
         (ff,) = train_committee(r, paths, work / name, members=[0],
                                 epochs=a.epochs, patience=a.patience, max_minutes=a.max_minutes, log=print)
         ff = ff.to(torch.float64)
-        try:
-            res = [ff(test[i:i + 4]) for i in range(0, len(test), 4)]
-        except ValueError as e:  # a network whose N(μ) does not reach N_e yet (random start, few epochs)
-            rows[name] = {"levels": k, "training": ff.provenance, "heldout_torque_rel": None, "failed": str(e)}
-            print(f"{name}: cannot be evaluated at the recipe's filling: {e}", flush=True)
-            continue
-        fields, mu = torch.cat([o.fields for o in res]), torch.cat([o.mu.reshape(-1) for o in res])
+        fields, mu, failed = _canonical(ff, test)
         t = refs[a.test]["spins_t"]
         rows[name] = {"levels": k, "training": ff.provenance, "heldout_torque_rel": _rel(test, fields, heldout.fields),
                       "by_time": {f"{float(t[i]):g}": _rel(test[i:i + 1], fields[i:i + 1], heldout.fields[i:i + 1])
                                   for i in range(len(t))},
-                      "mu_star": mu.tolist(),
+                      "mu_star": mu.tolist(), "search_failed": failed,
                       "number_monotonicity": number_monotonicity(ff, test)}
-        print(f"{name}: held-out {rows[name]['heldout_torque_rel']:.4f}, "
-              f"several roots of N(μ) = N_e on "
-              f"{rows[name]['number_monotonicity']['frames_with_several_roots']} frames", flush=True)
+        mono = rows[name]["number_monotonicity"]
+        print(f"{name}: held-out {rows[name]['heldout_torque_rel']:.4f}; N(μ) = N_e with several roots on "
+              f"{mono['frames_with_several_roots']} of {mono['frames']} frames, largest drop of N "
+              f"{mono['largest_drop']:.3g}; the μ* search failed on {len(failed)} frames", flush=True)
     summary = {"recipe": recipe.to_dict(), "train_seeds": a.train, "test_seed": a.test, "epochs": a.epochs,
                "patience": a.patience,
                "threads": a.threads, "heads": rows, "provenance": provenance()}
@@ -94,6 +91,27 @@ def main(argv=None) -> dict:
     with atomic_write(out / "heads.json", mode="w") as fh:
         json.dump(summary, fh, indent=1, default=str)
     return summary
+
+
+def _canonical(ff, spins):
+    """Fields and μ* of ``ff`` at its filling, frame by frame. Where the library's search fails (N(μ)
+    falls back below N_e inside the trained range, so N(hi) < N_e: a plain μ-input head far from
+    its labels' window), the lowest rising root of a grid scan (``ensemble.number_roots``) stands
+    in, the root a search from below finds; those frames are listed."""
+    fields, mus, failed = [], [], []
+    grid = torch.linspace(*ff.physics["mu_range"], 4401, dtype=torch.float64)
+    for i in range(len(spins)):
+        try:
+            out = ff(spins[i])
+        except ValueError:
+            (scan,) = number_roots(ff.grand_state(spins[i]), ff.n_electrons, grid)
+            rising = [r for r, up in zip(scan["roots"], scan["rising"]) if up]
+            if not rising:
+                raise
+            out, _ = ff.grand(spins[i], rising[0]), failed.append(i)
+        fields.append(out.fields)
+        mus.append(float(out.mu))
+    return torch.stack(fields), torch.tensor(mus), failed
 
 
 if __name__ == "__main__":

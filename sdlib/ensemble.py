@@ -85,11 +85,15 @@ def find_mu(number, target, lo: torch.Tensor, hi: torch.Tensor, tol: float | Non
             return _illinois(number, target, *cell, tol, max_iter)
     f_lo, f_hi = number(lo) - target, number(hi) - target
     tol = _default_tol(f_lo, target) if tol is None else tol
-    if (f_lo > tol).any() or (f_hi < -tol).any():
+    bad = ((f_lo > tol) | (f_hi < -tol)).reshape(-1)
+    if bad.any():
         shown = torch.as_tensor(target).reshape(-1)[0].item() if torch.as_tensor(target).numel() == 1 else "asked for"
-        raise ValueError(f"the electron number {shown} is outside the range N(μ) spans in the bracket: "
-                         f"N(lo) = {(f_lo + target).min().item():.6g} ... N(hi) = {(f_hi + target).max().item():.6g} "
-                         f"for μ in [{lo.min().item():.6g}, {hi.max().item():.6g}]")
+        n_lo, n_hi = (f_lo + target).reshape(-1), (f_hi + target).reshape(-1)
+        where = "; ".join(f"configuration {i}: N(lo) = {n_lo[i].item():.6g}, N(hi) = {n_hi[i].item():.6g}"
+                          for i in bad.nonzero().reshape(-1)[:3].tolist())
+        raise ValueError(f"the electron number {shown} is outside the range N(μ) spans in the bracket "
+                         f"μ in [{lo.min().item():.6g}, {hi.max().item():.6g}] for {int(bad.sum())} of {bad.numel()} "
+                         f"configurations ({where})")
     mu = _illinois(number, target, lo, hi, f_lo, f_hi, tol, max_iter, width=MU_CELL)
     cell = _cell(number, target, lo, hi, mu)
     if cell is None:  # N within tol of the target at an end of the bracket, or not monotonic

@@ -42,6 +42,18 @@ def test_find_mu_refuses_a_target_outside_the_bracket():
         find_mu(number, 25.0, torch.tensor(-3.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64))
 
 
+def test_find_mu_names_the_configurations_it_cannot_solve():
+    """A batch where only configuration 1 cannot reach the target: the message names it and its N."""
+    eps = torch.stack([torch.linspace(-1, 1, 20, dtype=torch.float64), torch.linspace(4, 6, 20, dtype=torch.float64)])
+
+    def number(mu):
+        return torch.sigmoid((mu[:, None] - eps) / 0.1).sum(-1)
+
+    lo, hi = torch.full((2,), -3.0, dtype=torch.float64), torch.full((2,), 3.0, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"for 1 of 2 configurations \(configuration 1: N\(lo\) = [0-9.e-]+, N\(hi\)"):
+        find_mu(number, 10.0, lo, hi)
+
+
 @pytest.mark.parametrize("kT", [0.05, 0.0])
 def test_canonical_fields_are_the_grand_fields_at_mu_star(kT):
     """F = Ω(μ*) + μ* N_e and -dF/dS = -∂Ω/∂S at μ* (at kT = 0: μ* mid-gap, any μ in the gap)."""
