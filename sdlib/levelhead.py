@@ -79,6 +79,23 @@ def place_levels(layer: nn.Linear, levels: int, mu: float, n: float, center: flo
     layer.bias[1:levels + 1] = ((e - center) / width).to(layer.bias)
 
 
+class _Softplus(torch.autograd.Function):
+    """softplus(x) = ln(1 + eˣ) for any x in float32 and float64, with its slope σ(x) as the backward
+    (itself differentiable, so training's double backward works). ``torch.logaddexp`` alone has the
+    value right but its double backward overflows in float32 once x ≳ 88 (levels far below μ at
+    T_e = 0.05), and ``nn.functional.softplus`` cuts over to x at x > 20 while its slope stays σ."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.sigmoid(x)
+
+
 def _parts(o: torch.Tensor, levels: int, center, width):
     e = center + width * o[..., 1:levels + 1]
     w = STATES_PER_SITE * torch.softmax(o[..., levels + 1:], dim=-1)
@@ -102,7 +119,7 @@ def level_head(o: torch.Tensor, mu, levels: int, scale, shift, center, width, kT
     (module docstring). Differentiable by autograd as well."""
     e, w = _parts(o, levels, center, width)
     x = (mu[..., None] - e) / kT
-    g = -kT * torch.logaddexp(x, torch.zeros_like(x))  # softplus without torch's cut-off at x > 20 (its slope is σ)
+    g = -kT * _Softplus.apply(x)
     occ = torch.sigmoid(x)
     omega = scale * o[..., 0] + shift + (w * g).sum(-1)
     number = (w * occ).sum(-1)

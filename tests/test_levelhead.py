@@ -160,3 +160,21 @@ def test_recipe_builds_level_members():
         recipe.replace(kT=0.0, mus=(recipe.mus[0],))
     with pytest.raises(ValueError, match="levels"):
         recipe.replace(levels=-2)
+
+
+def test_float32_training_gradients_are_finite():
+    """Levels far below μ ((μ − e)/T_e ≈ 10²: exp overflows float32) must not poison the double
+    backward of training; the float32 weight gradients follow the float64 ones."""
+    ff = level_model(std=0.0)
+    with torch.no_grad():  # one level ~10 t below μ, at T_e = 0.05
+        ff.net.mlp[-1].bias[1] = (ff.net.level_center - 15.0) / ff.net.level_width
+    spins = random_spins(ff.n_sites, batch=2, seed=9)
+    grads = {}
+    for dtype in (torch.float64, torch.float32):
+        f = ff.to(dtype)
+        f.net.zero_grad()
+        f.grand(spins.to(dtype), torch.tensor([-4.7, -4.5], dtype=dtype), create_graph=True).fields.pow(2).sum().backward()
+        grads[dtype] = torch.cat([p.grad.reshape(-1).double() for p in f.net.parameters()])
+    assert torch.isfinite(grads[torch.float32]).all()
+    g64 = grads[torch.float64]
+    assert (grads[torch.float32] - g64).norm() <= 1e-4 * g64.norm()
