@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
 
 
 def _canonical(ff, spins):
-    """Fields and μ* of ``ff`` at its filling, frame by frame. Where the library's search fails (N(μ)
+    """Fields and μ* of ``ff`` at its filling, frame by frame, each from a fresh search
+    (``MLForceField.solve_mu``). Where the search fails (N(μ)
     falls back below N_e inside the trained range, so N(hi) < N_e: a plain μ-input head far from
     its labels' window), the lowest rising root of a grid scan (``ensemble.number_roots``) stands
     in, the root a search from below finds; those frames are listed."""
@@ -102,13 +103,14 @@ def _canonical(ff, spins):
     grid = torch.linspace(*ff.physics["mu_range"], 4401, dtype=torch.float64)
     for i in range(len(spins)):
         try:
-            out = ff(spins[i])
+            mu = ff.solve_mu(spins[i])  # a fresh search (no previous μ* to start from)
         except ValueError:
             (scan,) = number_roots(ff.grand_state(spins[i]), ff.n_electrons, grid)
             rising = [r for r, up in zip(scan["roots"], scan["rising"]) if up]
             if not rising:
                 raise
-            out, _ = ff.grand(spins[i], rising[0]), failed.append(i)
+            mu, _ = rising[0], failed.append(i)
+        out = ff.grand(spins[i], mu)
         fields.append(out.fields)
         mus.append(float(out.mu))
     return torch.stack(fields), torch.tensor(mus), failed
