@@ -255,7 +255,7 @@ class _Mlp:
     def __init__(self, net):
         linears = [m for m in net.mlp if isinstance(m, nn.Linear)]
         self.acts = [m for m in net.mlp if not isinstance(m, nn.Linear)]
-        self.net, self.levels = net, getattr(net, "levels", 0)
+        self.net, self.levels = net, net.levels
         self.w1, self.b1 = _folded(net)
         self.w1t = self.w1.T.contiguous()
         self.w_mu = linears[0].weight[:, net.n_features] if net.mu_input and not self.levels else None

@@ -154,19 +154,21 @@ class SiteEnergyNet(nn.Module):
         """Set mean/std from features ``[M, F]``, shift = mean energy per site, scale = field RMS.
 
         A μ-input net also takes the labels' ``mu`` and ``number_per_site`` (same shape as
-        ``energy_per_site``): μ̄, σ_μ, n̄ from them and shift = mean(Ω/N + n̄ μ).
+        ``energy_per_site``): μ̄, σ_μ, n̄ from them and shift = mean(Ω/N + n̄ μ). A level head instead
+        places its starting levels at the labels' mean μ and n̄ (``levelhead.place_levels``) and sets
+        shift = mean Ω/N less the mean site grand potential there.
         """
         features = features.reshape(-1, self.n_features).to(self.feature_mean)
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6 * features.std(0).max().clamp_min(1e-12)))
         energy = torch.as_tensor(energy_per_site).to(self.energy_shift)
+        self.energy_scale.copy_(torch.tensor(float(field_rms) if field_rms > 0 else 1.0))
         if self.mu_input:
             if mu is None or number_per_site is None:
                 raise ValueError("a mu_input network needs mu and number_per_site to fit its normalisation")
             mu = torch.as_tensor(mu).to(energy).expand_as(energy)
             if self.levels:  # levels placed to hold the labels' electrons at their mean μ (levelhead.place_levels);
                 # shift: mean Ω/N less the mean site grand potential without shift at the mean μ
-                self.energy_scale.copy_(torch.tensor(float(field_rms) if field_rms > 0 else 1.0))
                 self.energy_shift.zero_()
                 place_levels(self.mlp[-1], self.levels, float(mu.mean()), float(torch.as_tensor(number_per_site).mean()),
                              float(self.level_center), float(self.level_width))
@@ -178,7 +180,6 @@ class SiteEnergyNet(nn.Module):
             self.number_shift.copy_(torch.as_tensor(number_per_site).to(energy).mean())
             energy = energy + self.number_shift * mu
         self.energy_shift.copy_(energy.mean())
-        self.energy_scale.copy_(torch.tensor(float(field_rms) if field_rms > 0 else 1.0))
 
     def at_features(self, features: torch.Tensor):
         """``μ ↦ ε(G, μ)`` for fixed features ``[..., N, F]``; the product with the first layer is done
