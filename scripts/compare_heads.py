@@ -7,7 +7,7 @@ stopping, as a committee member); seed ``--test`` is held out: its exact canonic
 (``datagen.label_fixed``: ``ExactSolver`` at the recipe's filling) are the reference. Each head is the recipe's network at ``--set`` changes (default
 r_c = 3.5, phase cutoff 2.3, 64 × 64), trained by ``datagen.committee.train_committee`` (float32,
 checkpointed: a killed run resumes). Writes ``OUT/heads.json``: per head, the held-out relative
-torque error at fixed filling (the network's own μ*; ``_canonical``), overall and per frame time,
+torque error at fixed filling (the network's own μ*; ``datagen.candidates.canonical_fields``), overall and per frame time,
 its μ*, the frames on which the library's μ* search failed, and ``number_monotonicity`` on the
 held-out frames.
 
@@ -25,11 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sdlib.datagen import study  # noqa: E402
-from sdlib.datagen.candidates import number_monotonicity  # noqa: E402
+from sdlib.datagen.candidates import canonical_fields, number_monotonicity  # noqa: E402
 from sdlib.datagen.committee import _rel, train_committee  # noqa: E402
 from sdlib.datagen.label import chunk_files, label_fixed, label_pool, write_frames  # noqa: E402
 from sdlib.datagen.reference import read_reference, reference_paths  # noqa: E402
-from sdlib.ensemble import number_roots  # noqa: E402
 from sdlib.io import atomic_write  # noqa: E402
 from sdlib.training import FieldDataset  # noqa: E402
 from sdlib.provenance import provenance  # noqa: E402
@@ -73,7 +72,7 @@ def main(argv=None) -> dict:
         (ff,) = train_committee(r, paths, work / name, members=[0],
                                 epochs=a.epochs, patience=a.patience, max_minutes=a.max_minutes, log=print)
         ff = ff.to(torch.float64)
-        fields, mu, failed = _canonical(ff, test)
+        fields, mu, failed = canonical_fields(ff, test)
         t = refs[a.test]["spins_t"]
         rows[name] = {"levels": k, "training": ff.provenance, "heldout_torque_rel": _rel(test, fields, heldout.fields),
                       "by_time": {f"{float(t[i]):g}": _rel(test[i:i + 1], fields[i:i + 1], heldout.fields[i:i + 1])
@@ -91,29 +90,6 @@ def main(argv=None) -> dict:
     with atomic_write(out / "heads.json", mode="w") as fh:
         json.dump(summary, fh, indent=1, default=str)
     return summary
-
-
-def _canonical(ff, spins):
-    """Fields and μ* of ``ff`` at its filling, frame by frame, each from a fresh search
-    (``MLForceField.solve_mu``). Where the search fails (N(μ)
-    falls back below N_e inside the trained range, so N(hi) < N_e: a plain μ-input head far from
-    its labels' window), the lowest rising root of a grid scan (``ensemble.number_roots``) stands
-    in, the root a search from below finds; those frames are listed."""
-    fields, mus, failed = [], [], []
-    grid = torch.linspace(*ff.physics["mu_range"], 4401, dtype=torch.float64)
-    for i in range(len(spins)):
-        try:
-            mu = ff.solve_mu(spins[i])  # a fresh search (no previous μ* to start from)
-        except ValueError:
-            (scan,) = number_roots(ff.grand_state(spins[i]), ff.n_electrons, grid)
-            rising = [r for r, up in zip(scan["roots"], scan["rising"]) if up]
-            if not rising:
-                raise
-            mu, _ = rising[0], failed.append(i)
-        out = ff.grand(spins[i], mu)
-        fields.append(out.fields)
-        mus.append(float(out.mu))
-    return torch.stack(fields), torch.tensor(mus), failed
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--frames", type=int, default=None, help="train on this many of the run's frames only")
             s.add_argument("--lr", type=float, default=None, help="first learning rate (default: TRAIN, or WARM)")
             s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
+            s.add_argument("--grad-clip", type=float, default=None, help="clip a step's gradient norm at this many "
+                           "times the median of the recent steps (sdlib.training.train; default none)")
             s.add_argument("--fm-weight", type=float, default=None, help="loss weight of the sites inside FM "
                            "clusters (>= 3/4 of their bonds FM; default 1: all sites equal)")
             s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
@@ -87,6 +89,10 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--check", default=None, help="train: canonical labels of the same frames (mu-input model)")
         s.add_argument("--init-from", default=None, help="train: start as this saved model (sdlib.warmstart)")
         s.add_argument("--seed", type=int, default=None, help="train: another committee member (needs --out)")
+        s.add_argument("--levels", type=int, default=0, help="train: K > 0 levels per site (sdlib.levelhead; "
+                       "grand-canonical labels), 0 the plain mu input")
+        s.add_argument("--grad-clip", type=float, default=None, help="train: clip a step's gradient norm at this "
+                       "many times the median of the recent steps (sdlib.training.train)")
         for opt, typ in (("--epochs", int), ("--max-minutes", float), ("--cutoff", float), ("--phase-cutoff", float),
                          ("--lr", float), ("--lr-final", float)):
             s.add_argument(opt, type=typ, default=15.0 if opt == "--max-minutes" else None)
@@ -118,7 +124,8 @@ def run_shipped(args) -> None:
     else:
         train(args.name, args.data, epochs=args.epochs, max_minutes=args.max_minutes, out_dir=args.out,
               cutoff=args.cutoff, check_dir=args.check, phase_cutoff=args.phase_cutoff, init_from=args.init_from,
-              lr=args.lr, lr_final=args.lr_final, recipe=rec, seed=args.seed)
+              lr=args.lr, lr_final=args.lr_final, recipe=rec, seed=args.seed, levels=args.levels,
+              grad_clip=args.grad_clip)
 
 
 AUTO_INIT = {"square": "pretrained"}  # the shipped triangular model is canonical at T_e = 0: no warm start
@@ -140,8 +147,8 @@ def run_study(args) -> None:
         if args.seed_quenches is not None:  # a fresh machine (a GPU window) makes its own labels
             seed_data(recipe, args.work, args.driver, device=args.device, chunk=args.chunk,
                       n_seed_quenches=args.seed_quenches)
-        lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final), ("fm_weight", args.fm_weight))
-               if v is not None}
+        lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final), ("fm_weight", args.fm_weight),
+                                 ("grad_clip", args.grad_clip)) if v is not None}
         train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
         if args.record:
             record_candidates(args.work, args.record)

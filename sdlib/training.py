@@ -294,7 +294,7 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
           lr: float = 3e-3, lr_final: float = 1e-4, target: str = "torque", energy_weight_final: float = 0.1,
           energy_start: int | None = None, energy_ramp: int | None = None, patience: int = 20,
           checkpoint=None, seed: int = 0, progress: bool = True, max_minutes: float | None = None,
-          normalize: bool = True, keep_initial: bool = False, site_weights=None) -> dict:
+          normalize: bool = True, keep_initial: bool = False, site_weights=None, grad_clip: float | None = None) -> dict:
     """Fit ``ff`` (an ``MLForceField``) in place; return the history dict.
 
     History: ``epoch``, ``train_loss``, ``train_field``, ``val_field``, ``val_energy``, ``lr``,
@@ -304,8 +304,14 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
     start, :mod:`sdlib.warmstart`, with ``normalize=False``) counts the starting weights as epoch -1
     of the best-validation choice, so the result is never worse on validation than the start.
     ``site_weights``: per-site weights of the field/torque term (module docstring; None: equal).
+    ``grad_clip`` = c: a step whose gradient norm exceeds c times the median norm of the last
+    ``CLIP_WINDOW`` steps is scaled down to that (none during the first ``CLIP_WARMUP`` steps); the
+    number of such steps is returned as ``clipped_steps``. A rare very large gradient (a level of the
+    level head crossing μ in one configuration) then cannot throw Adam's moments off.
     """
     _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes)
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and math.isfinite(grad_clip) and grad_clip >= 1):
+        raise ValueError(f"grad_clip must be None or a number >= 1 (times the median gradient norm), got {grad_clip!r}")
     energy_start = epochs // 3 if energy_start is None else energy_start
     energy_ramp = max(1, epochs // 3) if energy_ramp is None else energy_ramp
     torch.manual_seed(seed)
@@ -314,11 +320,13 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
     opt = torch.optim.Adam(ff.net.parameters(), lr=lr)
     hist = {k: [] for k in ("epoch", "train_loss", "train_field", "val_field", "val_energy", "lr", "energy_weight")}
     state = {"best_val": math.inf, "best_epoch": -1, "bad": 0, "start": 0, "wall": 0.0,
-             "best": {k: v.clone() for k, v in ff.net.state_dict().items()}}
+             "best": {k: v.clone() for k, v in ff.net.state_dict().items()}, "grad_norms": [], "clipped": 0}
     run_cfg = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_final": lr_final, "target": target,
                "seed": seed, "n_train": len(train_set), "n_val": len(val_set)}
     if site_weights is not None:  # (absent otherwise: checkpoints of unweighted runs stay valid)
         run_cfg["site_weights"] = repr(site_weights)
+    if grad_clip is not None:  # (likewise)
+        run_cfg["grad_clip"] = float(grad_clip)
     if checkpoint is not None and os.path.exists(checkpoint):
         hist, state = _resume(checkpoint, ff, opt, run_cfg)
     elif keep_initial:
@@ -337,6 +345,8 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
             loss = lf + lam * le
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                _clip_gradient(ff.net.parameters(), grad_clip, state)
             opt.step()
             tot, fld = tot + loss.item() * len(idx), fld + lf.item() * len(idx)
         vf, ve = _val_loss(ff, val_set, 2 * batch_size, target, site_weights)
@@ -362,7 +372,29 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
     bar.close()
     ff.net.load_state_dict(state["best"])
     return hist | {"best_epoch": state["best_epoch"], "best_val": state["best_val"], "stopped": stopped,
-                   "wall_s": time.time() - t0}
+                   "wall_s": time.time() - t0, "clipped_steps": state.get("clipped", 0)}
+
+
+CLIP_WINDOW = 200  # steps whose gradient norms set the clipping limit of train(grad_clip=...)
+CLIP_WARMUP = 20   # steps before any clipping
+
+
+def _clip_gradient(params, factor: float, state: dict) -> None:
+    """Scale the gradients of ``params`` down to ``factor`` × the median norm of the recent steps
+    (``state["grad_norms"]``, which keeps the clipped norms, so one spike does not raise the limit)."""
+    params = [p for p in params if p.grad is not None]
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
+    norms = state["grad_norms"]
+    if not math.isfinite(norm):  # left to the optimiser (and to the validation loss that judges it)
+        return
+    if len(norms) >= CLIP_WARMUP:
+        limit = factor * sorted(norms)[len(norms) // 2]
+        if norm > limit:
+            for p in params:
+                p.grad.mul_(limit / norm)
+            norm, state["clipped"] = limit, state["clipped"] + 1
+    norms.append(norm)
+    del norms[:-CLIP_WINDOW]
 
 
 def _check_train_args(epochs, batch_size, lr, lr_final, target, patience, max_minutes) -> None:

@@ -171,9 +171,9 @@ def test_gpu_round_dry_run(tmp_path):
                            init_from="pretrained", epochs=1, log=lambda *a: None)
     assert sum(cand.provenance["frames"].values()) == rounds[1]["labelled_frames"]
     few = train_candidate(recipe, tmp_path / "work", "few", device="cpu", frames=4, epochs=1, lr=1e-3, fm_weight=4.0,
-                          log=lambda *a: None)
+                          grad_clip=3.0, log=lambda *a: None)
     assert sum(few.provenance["frames"].values()) == 4 and few.provenance["training"]["lr"] == 1e-3
-    assert few.provenance["training"]["fm_weight"] == 4.0
+    assert few.provenance["training"]["fm_weight"] == 4.0 and few.provenance["training"]["grad_clip"] == 3.0
     with pytest.raises(ValueError, match="frames must be an integer in"):
         train_candidate(recipe, tmp_path / "work", "none", frames=2, epochs=1)
     with pytest.raises(ValueError, match=r"fm_weight must be a number in \[1, 1e4\]"):

@@ -178,3 +178,21 @@ def test_float32_training_gradients_are_finite():
     assert torch.isfinite(grads[torch.float32]).all()
     g64 = grads[torch.float64]
     assert (grads[torch.float32] - g64).norm() <= 1e-4 * g64.norm()
+
+
+def test_canonical_fields_solve_the_filling_frame_by_frame():
+    # each frame's own μ*: N(μ*) = N_e, and the fields are those of the fixed-filling call
+    from sdlib.datagen.candidates import canonical_fields
+
+    ff = level_model()
+    spins = random_spins(ff.n_sites, batch=3, seed=5)
+    fields, mu, failed = canonical_fields(ff, spins)
+    assert failed == [] and fields.shape == spins.shape and mu.shape == (3,)
+    n = torch.stack([ff.grand(spins[i], mu[i]).number for i in range(3)])
+    assert torch.allclose(n, torch.full_like(n, float(ff.n_electrons)), atol=1e-6)
+    ref = ff(spins)
+    assert (fields - ref.fields).abs().max() <= 1e-9 * ref.fields.abs().max()
+    assert torch.allclose(mu, ref.mu, atol=1e-9)
+    plain = MLForceField(Descriptor(lattice.square(8)), hidden=(8,), physics={"t": 1.0, "J": 6.0, "mu": -4.0, "kT": 0.0})
+    with pytest.raises(ValueError, match="needs a mu-input network used at fixed filling"):
+        canonical_fields(plain, spins)

@@ -101,12 +101,14 @@ def test_candidate_makes_its_own_labels_on_a_fresh_machine(tmp_path):
     work, rec = tmp_path / "w", tmp_path / "rec"
     r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5", "--set", "frame_times=0.5,1",
             "--set", "bath_kT=0,0.05", "--set", "ordered=2", "--driver", "pretrained", "--seed-quenches", "2",
-            "--init-from", "none", "--epochs", "1", "--name", "x", "--device", "cpu", "--record", str(rec))
+            "--init-from", "none", "--epochs", "1", "--name", "x", "--device", "cpu", "--record", str(rec),
+            "--grad-clip", "3", "--set", "levels=4")
     assert r.returncode == 0, r.stderr
     with h5py.File(work / "round0" / "labels" / "c00000.h5") as h5:  # 2 quenches x 2 baths x 2 times + 2 ordered
         assert h5["fields"].shape[0] == 10
     assert (work / "heldout" / "labels.h5").is_file()
-    assert json.loads((rec / "candidates.json").read_text())["networks"]["x"]["frames"] == {"train": 8, "val": 2}
+    row = json.loads((rec / "candidates.json").read_text())["networks"]["x"]
+    assert row["frames"] == {"train": 8, "val": 2} and row["grad_clip"] == 3.0 and row["levels"] == 4
 
 
 def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):
@@ -137,7 +139,18 @@ def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):
     m1 = MLForceField.load(tmp_path / "member1" / name)
     assert m1.provenance["training"]["seed"] == 1 and ff.provenance["training"]["seed"] == 0
     assert m1.provenance["data"] == ff.provenance["data"]  # (both kept the warm start: two epochs do not beat it)
-    assert not [f for f in os.listdir(os.path.join(grand, name)) if f.endswith(".ckpt")]
+    # the level head (sdlib.levelhead) from random weights: placed levels hold N_e from the start, so the
+    # fixed-filling error on held-out quenches is measured after two epochs
+    train(name, grand, check_dir=ct, out_dir=str(tmp_path / "levels"), recipe=tiny, max_minutes=1.0, levels=4,
+          grad_clip=3.0)
+    lv = MLForceField.load(tmp_path / "levels" / name)
+    assert lv.net.levels == 4 and lv.provenance["training"]["levels"] == 4 and lv.provenance["clipped_steps"] >= 0
+    assert lv.provenance["training"]["grad_clip"] == 3.0
+    assert lv.provenance["errors"]["held_out_quenches"]["torque_rel"] > 0
+    with pytest.raises(ValueError, match="levels = 4 needs grand-canonical labels"):
+        train(name, ct, out_dir=str(tmp_path / "x"), recipe=tiny, levels=4)
+    for d in (os.path.join(grand, name), tmp_path / "model", tmp_path / "member1", tmp_path / "levels"):
+        assert not [f for f in os.listdir(d) if f.endswith(".ckpt")]
     with pytest.raises(ValueError, match="needs out_dir"):
         train(name, grand, recipe=tiny, seed=2)
     with pytest.raises(ValueError, match="seed must be an integer"):

@@ -196,6 +196,45 @@ def test_weighted_training_checkpoints_its_weights(files, tmp_path):
     assert len(done["epoch"]) == 2 and done["train_loss"][0] == hist["train_loss"][0]
 
 
+def test_gradient_clipping_scales_a_spike_to_the_limit():
+    from sdlib.training import CLIP_WARMUP, _clip_gradient
+
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    state = {"grad_norms": [], "clipped": 0}
+    for k in range(CLIP_WARMUP):  # warm-up: norms 1 ... recorded, none clipped (not even a large one)
+        p.grad = torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64) * (100.0 if k == 0 else 0.2)
+        _clip_gradient([p], 3.0, state)
+    assert state["clipped"] == 0 and p.grad.norm().item() == pytest.approx(1.0)
+    p.grad = torch.tensor([0.0, 30.0, 40.0], dtype=torch.float64)  # norm 50 against a median of 1
+    _clip_gradient([p], 3.0, state)
+    assert state["clipped"] == 1 and p.grad.norm().item() == pytest.approx(3.0)
+    assert p.grad[2] / p.grad[1] == pytest.approx(4 / 3)  # the direction is kept
+    assert state["grad_norms"][-1] == pytest.approx(3.0)  # the clipped norm is what the limit remembers
+    p.grad = torch.tensor([0.0, 0.6, 0.8], dtype=torch.float64)  # below the limit: untouched
+    _clip_gradient([p], 3.0, state)
+    assert state["clipped"] == 1 and p.grad.norm().item() == pytest.approx(1.0)
+
+
+def test_training_with_gradient_clipping_resumes_exactly(files, tmp_path):
+    tr, va, _ = split_by_trajectory(files, seed=0)
+    train_set, val_set = FieldDataset(tr, stride=2), FieldDataset(va, stride=2)
+    kw = dict(epochs=3, batch_size=2, lr=5e-3, progress=False, target="field", grad_clip=1.0)
+    ref = make_ff()
+    h_ref = train(ref, train_set, val_set, **kw)
+    assert h_ref["clipped_steps"] > 0  # at 1 x the median about half the steps are clipped
+    plain = train(make_ff(), train_set, val_set, **(kw | {"grad_clip": None}))
+    assert plain["clipped_steps"] == 0 and plain["train_loss"] != h_ref["train_loss"]
+    ckpt = tmp_path / "clip.ckpt"
+    train(make_ff(), train_set, val_set, checkpoint=ckpt, max_minutes=1e-9, **kw)
+    resumed = make_ff(seed=1)
+    h2 = train(resumed, train_set, val_set, checkpoint=ckpt, **kw)
+    assert h2["train_loss"] == h_ref["train_loss"] and h2["clipped_steps"] == h_ref["clipped_steps"]
+    with pytest.raises(ValueError, match="other settings"):
+        train(make_ff(), train_set, val_set, checkpoint=ckpt, **(kw | {"grad_clip": 2.0}))
+    with pytest.raises(ValueError, match=r"grad_clip must be None or a number >= 1"):
+        train(make_ff(), train_set, val_set, **(kw | {"grad_clip": 0.5}))
+
+
 def test_bad_arguments(files):
     ds = FieldDataset(files[:1])
     with pytest.raises(ValueError, match="target"):

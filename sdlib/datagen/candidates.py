@@ -29,7 +29,7 @@ from ..training import FieldDataset
 from .committee import _rel, train_committee
 from .label import chunk_files
 
-__all__ = ["candidate_paths", "train_candidate", "heldout_times", "error_by_bond_field", "number_monotonicity", "measure",
+__all__ = ["candidate_paths", "train_candidate", "heldout_times", "error_by_bond_field", "number_monotonicity", "canonical_fields", "measure",
            "record_candidates"]
 
 LABEL_DIRS = ("round*/labels", "baseline/labels")
@@ -118,6 +118,32 @@ def number_monotonicity(ff: MLForceField, spins: torch.Tensor, step: float = MU_
             "median_drop": drops[len(drops) // 2], "mu_step": step}
 
 
+def canonical_fields(ff: MLForceField, spins: torch.Tensor):
+    """Fields ``[M, N, 3]``, μ* ``[M]`` and the failed frames of the fixed-filling network ``ff`` on
+    the frames ``spins`` ``[M, N, 3]``, frame by frame, each from a fresh search
+    (``MLForceField.solve_mu``: no previous μ* to start from). Where the search fails (N(μ) falls back
+    below N_e inside the trained range, so N(hi) < N_e: a plain μ-input head far from its labels'
+    window), the lowest rising root of a grid scan (``ensemble.number_roots``) stands in, the root a
+    search from below finds; those frames are listed. A frame with no rising root at all raises."""
+    if not ff.mu_input or ff.n_electrons is None:
+        raise ValueError("canonical_fields needs a mu-input network used at fixed filling")
+    fields, mus, failed = [], [], []
+    grid = torch.linspace(*ff.physics["mu_range"], 4401, dtype=torch.float64)
+    for i in range(len(spins)):
+        try:
+            mu = ff.solve_mu(spins[i])
+        except ValueError:
+            (scan,) = number_roots(ff.grand_state(spins[i]), ff.n_electrons, grid)
+            rising = [r for r, up in zip(scan["roots"], scan["rising"]) if up]
+            if not rising:
+                raise
+            mu, _ = rising[0], failed.append(i)
+        out = ff.grand(spins[i], mu)
+        fields.append(out.fields)
+        mus.append(float(out.mu))
+    return torch.stack(fields), torch.tensor(mus, dtype=torch.float64), failed
+
+
 def _windows(recipe) -> dict:
     ft = list(recipe.frame_times)
     k = len(ft)
@@ -191,7 +217,8 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
                       "best_epoch": prov.get("best_epoch"), "stopped": prov.get("stopped"),
                       "train_wall_s": prov.get("wall_s"), "init_from": prov.get("init_from"),
                       "lr": [prov["training"]["lr"], prov["training"]["lr_final"]], "epochs": prov["training"]["epochs"],
-                      "fm_weight": prov["training"].get("fm_weight", 1.0)}
+                      "fm_weight": prov["training"].get("fm_weight", 1.0), "grad_clip": prov["training"].get("grad_clip"),
+                      "levels": cfg.get("levels", 0)}
         try:
             rows[name] |= measure(stem, recipe, work, **measure_kw)
         except ValueError as e:  # e.g. a μ-input network whose N(μ) does not reach N_e yet

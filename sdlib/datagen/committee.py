@@ -29,8 +29,9 @@ __all__ = ["TRAIN", "WARM", "grand_dataset", "train_committee", "heldout_errors"
 
 # optimiser settings of a committee member (float32 training; ``train_committee(..., **overrides)``)
 TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", energy_weight_final=1.0,
-             energy_start=1, energy_ramp=2, patience=10, max_minutes=None, fm_weight=1.0)
+             energy_start=1, energy_ramp=2, patience=10, max_minutes=None, fm_weight=1.0, grad_clip=None)
 # fm_weight: loss weight of the sites inside FM clusters (training.FMSiteWeights; 1: all sites equal)
+# grad_clip: None, or clip rare gradient spikes at that many times the median norm (training.train)
 # a warm start (init_from) trains gently: at lr 2e-3 the first steps lose what the start knew
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)

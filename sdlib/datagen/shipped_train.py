@@ -8,7 +8,9 @@ at the recipe's filling, each frame trained near its own μ* (``train_grand`` se
 recipe); ``check_dir`` names canonical labels of the same frames on which its held-out error is
 measured. ``init_from`` starts as a trained model whose features are among the new ones
 (``sdlib.warmstart``). ``seed`` (with ``out_dir``) trains another member of a committee: other
-initial weights and batch order, the same data and split.
+initial weights and batch order, the same data and split. ``levels`` = K > 0 gives a μ-input model
+the level head of ``sdlib.levelhead`` (K local levels per site, N(μ) rising); ``grad_clip`` clips
+rare gradient spikes (``training.train``).
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ def _is_grand_labels(path: str) -> bool:
 def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_dir: str | None = None,
           cutoff: float | None = None, check_dir: str | None = None, phase_cutoff: float | None = None,
           init_from: str | None = None, lr: float | None = None, lr_final: float | None = None,
-          recipe: dict | None = None, seed: int | None = None) -> None:
+          recipe: dict | None = None, seed: int | None = None, levels: int = 0,
+          grad_clip: float | None = None) -> None:
     from ..descriptors import Descriptor
     from ..nn import MLForceField
     from ..provenance import provenance
@@ -104,16 +107,26 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
         cfg["seed"] = seed
     torch.manual_seed(cfg["seed"])
     desc = Descriptor(lat, **{k: cfg[k] for k in ("cutoff", "phase_cutoff") if k in cfg})
-    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics, mu_input=grand)
+    if levels and not grand:
+        raise ValueError(f"levels = {levels} needs grand-canonical labels (a μ-input model); {tr[0]} has none")
+    if levels:
+        cfg["levels"] = levels
+    if grad_clip is not None:
+        cfg["grad_clip"] = grad_clip
+    ff = MLForceField(desc, hidden=cfg["hidden"], activation=cfg["activation"], physics=physics, mu_input=grand,
+                      levels=levels)
     if init_from is not None:  # start as a trained model whose features are among these (sdlib.warmstart)
         cfg |= warm_start_from(ff, init_from, sets[0], physics) | {"energy_start": 0, "energy_ramp": 1}
     ff = ff.to(torch.float32)
-    ckpt = os.path.join(data_dir, name, "train.ckpt" if cfg["seed"] == TRAIN["seed"] else f"train-seed{cfg['seed']}.ckpt")
+    # the checkpoint lives beside the model of an experiment (out_dir), so runs on the same data do not share it
+    ckpt = "train.ckpt" if cfg["seed"] == TRAIN["seed"] else f"train-seed{cfg['seed']}.ckpt"
+    ckpt = os.path.join(data_dir, name, ckpt) if out_dir is None else os.path.join(out_dir, f"{name}.{ckpt}")
+    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
     hist = fit(ff, sets[0], sets[1], epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
                lr_final=cfg["lr_final"], target=cfg["target"], energy_weight_final=cfg["energy_weight_final"],
                energy_start=cfg["energy_start"], energy_ramp=cfg["energy_ramp"],
                patience=cfg["patience"], checkpoint=ckpt, seed=cfg["seed"], max_minutes=max_minutes,
-               normalize=init_from is None, keep_initial=init_from is not None)
+               normalize=init_from is None, keep_initial=init_from is not None, grad_clip=cfg.get("grad_clip"))
     ff = ff.to(torch.float64)
     errors = {split: evaluate(ff, ds) for split, ds in zip(("train", "val", "test"), sets)}
     # the accuracy that matters for dynamics: quench trajectories the network never saw
@@ -134,6 +147,7 @@ def train(name: str, data_dir: str, epochs=None, max_minutes: float = 15.0, out_
                  "reference": "ExactSolver (exact diagonalisation), LLG midpoint quenches + random configurations"},
         "history": {k: hist[k] for k in ("train_loss", "val_field", "val_energy", "lr", "energy_weight")},
         "epochs_run": len(hist["epoch"]), "best_epoch": hist["best_epoch"], "stopped": hist["stopped"],
+        **({"clipped_steps": hist["clipped_steps"]} if cfg.get("grad_clip") is not None else {}),
         "errors": errors, "wall_s_training": round(hist["wall_s"], 1),
         **provenance(),  # commit, versions, hardware, date
     }
