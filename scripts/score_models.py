@@ -149,8 +149,9 @@ def main(argv=None) -> dict:
                              "use another --out")
         kept = [r for r in old["models"] if r["model"] not in a.models]
     rows = kept + [score(m, refs, exact, a.t_end, log=lambda *x: print(*x, flush=True)) for m in a.models]
-    for r in rows:
-        r["training"] = training_record(r["model"])
+    for r in rows:  # (a kept row whose network is no longer on this machine keeps its record)
+        if stem_of(r["model"]).with_suffix(".json").exists() or "training" not in r:
+            r["training"] = training_record(r["model"])
     summary = {"reference": a.reference, "seeds": sorted(refs), "t_end": a.t_end, "windows": WINDOWS,
                "recipe": recipe.to_dict(), "models": rows, "provenance": provenance()}
     out.parent.mkdir(parents=True, exist_ok=True)
