@@ -6,12 +6,14 @@ import numpy as np
 import papermill as pm
 import pytest
 
-from sdlib import ExactSolver, SDModel, analysis, lattice, random_spins
+from sdlib import ExactSolver, SDModel, analysis, lattice, random_spins, results
+from sdlib.datagen.reference import read_reference, reference_paths
 from sdlib.electrons import ordered
 
 from tests.chapters import run_chapter
 
-TINY = dict(L_ref=8, n_ref=2, t_ref=3.0, L_big=8, n_big=2, t_big=4.0, t_fit=1.0, n_frames=10, production="")
+TINY = dict(L_ref=8, n_ref=2, t_ref=3.0, L_big=8, n_big=2, t_big=4.0, t_fit=1.0, n_frames=10, production="",
+            t_exact=0.0)
 
 
 def run(tmp_path, **params):
@@ -30,9 +32,22 @@ def test_chapter04_rejects_bad_parameters(tmp_path, bad, message):
 
 def test_chapter04_tiny_run_writes_consistent_results(tmp_path):
     out = tmp_path / "prod"
-    res = run(tmp_path, **TINY, out_dir=str(out))
+    res = run(tmp_path, **(TINY | dict(t_exact=5.0)), out_dir=str(out))
     summary = json.loads((out / "summary.json").read_text())
     validation = json.loads((out / "validation.json").read_text())
+    # the replay against the committed exact 36 x 36 quenches (every one that has reached t = 10)
+    refs = [read_reference(p) for p in reference_paths(results.run_dir("04-exact-36x36"))]
+    refs = {r["params"]["seed"]: r for r in refs if r["t_reached"] >= 10}
+    rows = validation["exact_36x36"]
+    assert res["exact36_seeds"] == len(rows) == len(refs) >= 1
+    lat36 = lattice.triangular(36)
+    for row in rows:
+        ref = refs[row["seed"]]
+        n = len(row["t"])
+        assert row["t"][-1] == pytest.approx(5.0) and row["t"] == ref["spins_t"][:n].tolist()
+        L_ref = analysis.correlation_length(analysis.chirality(ref["spins"][:n], lat36), lat36)
+        assert row["L_exact"] == pytest.approx(L_ref.tolist(), rel=1e-12)
+        assert row["L_ml"][0] == row["L_exact"][0]  # the same initial spins
     assert {"t", "L", "n_sites", "n_seeds", "params"} <= set(summary)
     assert {"t", "L_ml", "L_reference"} <= set(validation)
     assert summary["n_sites"] == 64 and summary["n_seeds"] == 2 and summary["params"]["L_big"] == 8
