@@ -51,6 +51,26 @@ def test_replay_with_another_force_field_differs_through_the_fields_only(tmp_pat
     assert (o["corr"][1:] - r["corr"][1:6]).abs().max() > 1e-4  # J = 5 instead of 6 is seen at once
 
 
+def test_perturbed_replay_starts_near_the_reference_and_zero_changes_nothing(tmp_path):
+    run(tmp_path)
+    lat, path = SMALL.lattice(), tmp_path / "seed3.pt"
+    solver = ExactSolver(SMALL.dynamics_model())
+    r = read_reference(path)
+    zero = replay(solver, path, lat, t_end=0.5, perturb=0.0)
+    assert torch.equal(zero["spins"], r["spins"][:len(zero["spins"])])
+    a = replay(solver, path, lat, t_end=0.5, perturb=1e-3, perturb_seed=1)
+    b = replay(solver, path, lat, t_end=0.5, perturb=1e-3, perturb_seed=1)
+    c = replay(solver, path, lat, t_end=0.5, perturb=1e-3, perturb_seed=2)
+    assert torch.equal(a["spins"], b["spins"]) and not torch.equal(a["spins"], c["spins"])  # seeded
+    d0 = (a["spins"][0] - r["spins"][0]).norm(dim=-1)
+    assert torch.allclose(a["spins"][0].norm(dim=-1), torch.ones(lat.n_sites, dtype=torch.float64), atol=1e-14)
+    # each spin moved by about perturb (the tangential part of a 3-d normal vector: rms sqrt(2) perturb)
+    assert 0.3e-3 < d0.pow(2).mean().sqrt().item() / 2 ** 0.5 < 3e-3 and d0.max() < 1e-2
+    for bad in (-1e-3, float("nan"), 2.0):
+        with pytest.raises(ValueError, match="perturb"):
+            replay(solver, path, lat, t_end=0.5, perturb=bad)
+
+
 def test_deadline_stops_at_a_checkpoint_and_bad_input_is_refused(tmp_path):
     reached = run(tmp_path, minutes=1e-9)  # the first chunk runs, none after it
     assert 0 < reached[3] < T_END

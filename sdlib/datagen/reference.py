@@ -132,15 +132,28 @@ def _arrays(corr: dict, spins: dict, params: dict, t_reached: float) -> dict:
             "params": params, "t_reached": t_reached, "every": {"corr": corr["every"], "spins": spins["every"]}}
 
 
-def replay(ff, path, lattice, t_end: float | None = None, progress: bool = False) -> dict:
+def replay(ff, path, lattice, t_end: float | None = None, progress: bool = False, perturb: float = 0.0,
+           perturb_seed: int = 0) -> dict:
     """Run ``ff`` from the reference quench's initial state with its LLG parameters and seed, to
-    ``t_end`` (default: as far as the reference got); returns :func:`read_reference`'s arrays."""
+    ``t_end`` (default: as far as the reference got); returns :func:`read_reference`'s arrays.
+
+    ``perturb`` > 0 first adds ``perturb`` times a standard normal vector (its own stream, seeded by
+    ``perturb_seed``) to every initial spin and normalises it again: a replay with the same force field
+    and a perturbed start measures how much the observables depend on the details of one trajectory,
+    the yardstick for a force field's difference from the reference."""
+    if not (isinstance(perturb, (int, float)) and math.isfinite(perturb) and 0 <= perturb <= 1):
+        raise ValueError(f"perturb must be a number in [0, 1] (size of the change of each spin), got {perturb!r}")
     ref = read_reference(path)
     p = ref["params"]
     t_end = ref["t_reached"] if t_end is None else t_end
     if t_end > ref["t_reached"] + 1e-9:
         raise ValueError(f"t_end = {t_end} lies beyond the reference quench ({ref['t_reached']:g} in {path})")
-    spins0 = ref["spins"][0].to(dtype=ff.dtype if hasattr(ff, "dtype") else torch.float64)
+    spins0 = ref["spins"][0]
+    if perturb > 0:
+        g = torch.Generator().manual_seed(int(perturb_seed))
+        spins0 = spins0 + perturb * torch.randn(spins0.shape, generator=g, dtype=spins0.dtype)
+        spins0 = spins0 / spins0.norm(dim=-1, keepdim=True)
+    spins0 = spins0.to(dtype=ff.dtype if hasattr(ff, "dtype") else torch.float64)
     llg = LLG(ff, dt=p["dt"], alpha=p["alpha"], kT=p["kT"], seed=p["seed"], method=p["method"], progress=progress)
     obs = _observers(lattice, ref["every"]["corr"], ref["every"]["spins"])
     llg.run(spins0, _steps(t_end, p["dt"]), observers=obs)
