@@ -32,9 +32,10 @@ import torch
 import sdlib.ensemble as ensemble
 from sdlib import LLG, lattice, random_spins
 from sdlib.nn import MLForceField
+from sdlib.results import final_spins
 
 ROOT = Path(__file__).resolve().parent.parent
-LATE = ROOT / "book/runs/05-square-phase-separation/final_spins.safetensors"
+LATE_RUN = "05-square-phase-separation"  # its final_spins.safetensors
 
 
 class CountingSearch:
@@ -55,12 +56,9 @@ class CountingSearch:
 
 
 def textures(L: int, batch: int) -> dict:
-    from safetensors.torch import load_file
-
-    late = load_file(str(LATE))["spins"].to(torch.float64)
+    late = final_spins(LATE_RUN)
     if late.shape[-2] != L * L:
-        raise ValueError(f"{LATE} holds {late.shape[-2]} sites, not {L} x {L}")
-    late = late / late.norm(dim=-1, keepdim=True)
+        raise ValueError(f"the final spins of {LATE_RUN} hold {late.shape[-2]} sites, not {L} x {L}")
     return {"random": random_spins(L * L, batch=batch, seed=0), "late": late[:batch]}
 
 

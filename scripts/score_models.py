@@ -40,10 +40,10 @@ from sdlib.io import atomic_write  # noqa: E402
 from sdlib.lattice import Lattice  # noqa: E402
 from sdlib.nn import MLForceField  # noqa: E402
 from sdlib.provenance import provenance  # noqa: E402
+from sdlib.results import final_spins  # noqa: E402
 from sdlib.training import FieldDataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-LATE = ROOT / "book/runs/05-square-phase-separation/final_spins.safetensors"
 SHIPPED = ROOT / "sdlib" / "data"
 WINDOWS = {"early": (0.0, 5.0), "middle": (5.0, 20.0), "late": (20.0, float("inf"))}
 
@@ -55,14 +55,6 @@ def stem_of(model: str) -> Path:
 
 def load(model: str, lattice: Lattice) -> MLForceField:
     return MLForceField.load(stem_of(model), lattice=lattice)
-
-
-def late_texture() -> torch.Tensor:
-    """The final spins ``[B, L², 3]`` of chapter 05's production run (float64, normalised)."""
-    from safetensors.torch import load_file
-
-    spins = load_file(str(LATE))["spins"].to(torch.float64)
-    return spins / spins.norm(dim=-1, keepdim=True)  # stored from a float32 run: unit to ~1e-5 only
 
 
 def training_record(model: str) -> dict:
@@ -79,9 +71,11 @@ def training_record(model: str) -> dict:
             "val_field": hist.get("val_field"), "train_loss": hist.get("train_loss")}
 
 
-def score(model: str, refs: dict, exact: dict, t_end: float, log=print) -> dict:
-    """The row of one model (module docstring)."""
-    lat = Lattice("square", 30)
+def score(model: str, refs: dict, exact: dict, t_end: float, late: torch.Tensor, log=print) -> dict:
+    """The row of one model (module docstring): ``refs`` {seed: ``read_reference`` arrays and "path"},
+    ``exact`` {seed: exact canonical fields of its stored frames}, ``late`` a late texture ``[B, N', 3]``."""
+    first = next(iter(refs.values()))["spins"]
+    lat = Lattice("square", int(round(first.shape[-2] ** 0.5)))
     ff = load(model, lat)
     if not ff.mu_input or ff.n_electrons is None:
         raise ValueError(f"{model}: not a fixed-filling mu-input network")
@@ -102,7 +96,6 @@ def score(model: str, refs: dict, exact: dict, t_end: float, log=print) -> dict:
                                   "torque_rel": _rel(spins[m], fields[m], ref_fields[m])}
     row["by_seed"] = {str(s): _rel(spins[seed_of == s], fields[seed_of == s], ref_fields[seed_of == s]) for s in refs}
     row["monotonicity_frames"] = number_monotonicity(ff, spins)
-    late = late_texture()
     ff_late = load(model, Lattice("square", int(round(late.shape[1] ** 0.5))))
     row["monotonicity_late_128"] = number_monotonicity(ff_late, late)
     row["replay"] = {}
@@ -124,6 +117,18 @@ def score(model: str, refs: dict, exact: dict, t_end: float, log=print) -> dict:
     return row
 
 
+def kept_rows(out: Path, reference: str, seeds: list, t_end: float, models) -> list:
+    """The rows of ``out`` (if it exists) of models other than ``models``; ``out`` must have been scored
+    against the same reference quenches to the same time."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    if (old["reference"], old["seeds"], old["t_end"]) != (reference, seeds, t_end):
+        raise ValueError(f"{out} was scored against {old['reference']} seeds {old['seeds']} to t = {old['t_end']}, "
+                         f"not {reference} seeds {seeds} to t = {t_end}; use another --out")
+    return [r for r in old["models"] if r["model"] not in models]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="saved stems or shipped names")
@@ -138,17 +143,16 @@ def main(argv=None) -> dict:
     refs = {int(p.stem[4:]): read_reference(p) | {"path": p} for p in reference_paths(a.reference)}
     if not refs:
         raise ValueError(f"no reference quenches in {a.reference}")
+    n_sites = next(iter(refs.values()))["spins"].shape[-2]
+    if n_sites != recipe.n_sites:
+        raise ValueError(f"{a.reference} holds quenches of {n_sites} sites; the square recipe's exact labels are "
+                         f"for {recipe.n_sites} ({recipe.L} x {recipe.L})")
     work = Path(a.work)
     exact = {s: FieldDataset(label_fixed(r["spins"], work / f"exact_seed{s}.h5", recipe)).fields for s, r in refs.items()}
     out = Path(a.out)
-    kept = []
-    if out.exists():  # rows of other models scored before against the same reference are kept
-        old = json.loads(out.read_text())
-        if (old["reference"], old["seeds"], old["t_end"]) != (a.reference, sorted(refs), a.t_end):
-            raise ValueError(f"{out} was scored against {old['reference']} seeds {old['seeds']} to t = {old['t_end']}; "
-                             "use another --out")
-        kept = [r for r in old["models"] if r["model"] not in a.models]
-    rows = kept + [score(m, refs, exact, a.t_end, log=lambda *x: print(*x, flush=True)) for m in a.models]
+    kept = kept_rows(out, a.reference, sorted(refs), a.t_end, a.models)  # rows of other models scored before
+    late = final_spins("05-square-phase-separation")
+    rows = kept + [score(m, refs, exact, a.t_end, late, log=lambda *x: print(*x, flush=True)) for m in a.models]
     for r in rows:  # (a kept row whose network is no longer on this machine keeps its record)
         if stem_of(r["model"]).with_suffix(".json").exists() or "training" not in r:
             r["training"] = training_record(r["model"])

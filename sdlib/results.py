@@ -11,7 +11,8 @@
   (``book/runs/<run>/<notebook>.ipynb``), e.g. its late snapshots;
 - ``run_dir(run)``: the folder of a committed run, e.g. ``05-exact-30x30`` (exact reference
   quenches, ``sdlib.datagen.reference``);
-- ``ml_benchmark()``: cost of the network against exact diagonalisation (``benchmarks/results_ml.json``).
+- ``ml_benchmark()``: cost of the network against exact diagonalisation (``benchmarks/results_ml.json``);
+- ``final_spins(run)``: the last configurations of a production run (``final_spins.safetensors``).
 
 The book quotes these numbers through these functions rather than typing them, so a new model
 or a new run changes every page that quotes it. The book and benchmark files are in a checkout
@@ -32,7 +33,7 @@ import numpy as np
 from .analysis import growth_exponent, mean_and_error
 
 __all__ = ["ROOT", "model_card", "locality", "coarsening_run", "coarsening_sweep",
-           "phase_separation_run", "ml_benchmark", "run_figure", "run_dir"]
+           "phase_separation_run", "ml_benchmark", "run_figure", "run_dir", "final_spins"]
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = DATA.parent.parent  # the checkout (development install)
@@ -46,6 +47,21 @@ def run_dir(run: str, root: Path = ROOT) -> Path:
         raise FileNotFoundError(f"{path} not found: the book's committed runs are read from a checkout of the "
                                 "repository (pass root=<checkout>)")
     return path
+
+
+def final_spins(run: str = "05-square-phase-separation", root: Path = ROOT):
+    """The final configurations ``[B, N, 3]`` (float64, every spin of unit length) of a production
+    run, from its ``final_spins.safetensors``. A run of float32 fields stores spins that are unit
+    only to its rounding (~1e-5), which force fields refuse; they are normalised here once, in
+    float64."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = run_dir(run, root) / "final_spins.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run {run!r} keeps no final configurations")
+    spins = load_file(str(path))["spins"].to(torch.float64)
+    return spins / spins.norm(dim=-1, keepdim=True)
 
 
 def _read(path: Path) -> dict:

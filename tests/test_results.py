@@ -151,3 +151,23 @@ def test_run_figure_is_the_cell_output(tmp_path):
                                          ("05-square-phase-separation", "analysis.bond_field(spins_t[k, 0]")])
 def test_production_snapshots_are_there(run, marker):
     assert results.run_figure(run, marker).startswith(b"\x89PNG")
+
+
+def test_final_spins_are_the_stored_ones_normalised(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    raw = torch.randn(2, 16, 3, dtype=torch.float32)
+    raw = raw / raw.norm(dim=-1, keepdim=True) * (1 + 1e-5 * torch.rand(2, 16, 1))  # unit to float32 rounding
+    run = tmp_path / "book" / "runs" / "r"
+    run.mkdir(parents=True)
+    save_file({"spins": raw}, str(run / "final_spins.safetensors"))
+    s = results.final_spins("r", root=tmp_path)
+    assert s.dtype == torch.float64 and s.shape == (2, 16, 3)
+    assert torch.allclose(s.norm(dim=-1), torch.ones(2, 16, dtype=torch.float64), rtol=0, atol=1e-15)
+    assert torch.allclose(s, raw.double(), atol=2e-5)  # only the length changed
+    (run / "final_spins.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="final configurations"):
+        results.final_spins("r", root=tmp_path)
+    committed = results.final_spins()  # chapter 05's production run
+    assert committed.shape[-1] == 3 and torch.allclose(committed.norm(dim=-1), torch.ones_like(committed[..., 0]))

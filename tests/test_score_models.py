@@ -1,0 +1,68 @@
+"""scripts/score_models.py: a fixed-filling network's row against exact reference quenches, checked
+on a 6 x 6 lattice against a direct evaluation (exact canonical fields by ExactSolver, the network's
+own fixed-filling fields, the replay); rows of earlier calls are kept only for the same reference."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sdlib import ExactSolver, MLForceField, lattice, random_spins
+from sdlib.datagen import SQUARE
+from sdlib.datagen.reference import read_reference, reference_paths, replay, run_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = SQUARE.replace(L=6, cutoff=2.0, phase_cutoff=None)
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("score_models", ROOT / "scripts" / "score_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def torque_rel(spins, fields, ref):
+    cross = lambda h: torch.linalg.cross(spins, h, dim=-1)
+    return ((cross(fields) - cross(ref)).pow(2).sum() / cross(ref).pow(2).sum()).sqrt().item()
+
+
+def test_row_matches_a_direct_evaluation(tmp_path):
+    sm = script()
+    run_reference(SMALL, tmp_path, (0, 1), 1.0, bath_kT=0.0, corr_every=2, spins_every=5, checkpoint_every=10,
+                  log=lambda *_: None)
+    refs = {int(p.stem[4:]): read_reference(p) | {"path": p} for p in reference_paths(tmp_path)}
+    exact_solver = ExactSolver(SMALL.dynamics_model())  # canonical at f = 0.485, T_e = 0.05
+    exact = {s: exact_solver(r["spins"]).fields for s, r in refs.items()}
+    late = random_spins(64, 2, seed=5, dtype=torch.float64)  # an 8 x 8 "late texture"
+    row = sm.score("square-double-exchange", refs, exact, 1.0, late, log=lambda *_: None)
+
+    lat = lattice.square(6)
+    ff = MLForceField.pretrained("square-double-exchange", lattice=lat)
+    spins = torch.cat([refs[s]["spins"] for s in refs])
+    net = torch.stack([ff(x).fields for x in spins])  # fixed filling: the network's own μ* per frame
+    ref_fields = torch.cat([exact[s] for s in refs])
+    n0 = len(refs[0]["spins"])  # frames of seed 0 (t = 0, 0.25, ..., 1)
+    assert row["frames"] == len(spins) == 2 * n0 == 10 and row["search_failed"] == 0
+    assert row["torque_rel"] == pytest.approx(torque_rel(spins, net, ref_fields), rel=1e-8)
+    assert row["by_window"]["early"]["frames"] == 10 and row["by_window"]["late"]["frames"] == 0
+    assert row["by_seed"]["1"] == pytest.approx(torque_rel(spins[n0:], net[n0:], ref_fields[n0:]), rel=1e-8)
+    assert row["monotonicity_late_128"]["frames"] == 2
+    for s in refs:  # the replay row is the network's trajectory against the stored one
+        r = replay(ff, refs[s]["path"], lat, t_end=1.0)
+        d = (r["corr"] - refs[s]["corr"][:len(r["corr"])]).abs()
+        assert row["replay"][str(s)]["max_dcorr"] == pytest.approx(d.max().item(), rel=1e-10)
+        assert d[0] == 0 and d.max() > 0  # the same start; different fields
+    assert row["replay_max_dcorr"] == max(v["max_dcorr"] for v in row["replay"].values())
+
+
+def test_rows_of_other_models_are_kept_for_the_same_reference_only(tmp_path):
+    sm = script()
+    out = tmp_path / "scores.json"
+    assert sm.kept_rows(out, "ref", [0, 1], 40.0, ["a"]) == []
+    out.write_text(json.dumps({"reference": "ref", "seeds": [0, 1], "t_end": 40.0,
+                               "models": [{"model": "a"}, {"model": "b"}]}))
+    assert sm.kept_rows(out, "ref", [0, 1], 40.0, ["a"]) == [{"model": "b"}]
+    with pytest.raises(ValueError, match="use another --out"):
+        sm.kept_rows(out, "ref", [0, 1], 20.0, ["a"])
