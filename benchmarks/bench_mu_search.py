@@ -34,7 +34,6 @@ from sdlib import LLG, lattice, random_spins
 from sdlib.nn import MLForceField
 from sdlib.results import final_spins
 
-ROOT = Path(__file__).resolve().parent.parent
 LATE_RUN = "05-square-phase-separation"  # its final_spins.safetensors
 
 
