@@ -90,6 +90,25 @@ def test_chapter04_runs_a_model_given_by_path(tmp_path):
     assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
 
 
+def test_chapter04_takes_the_ensemble_of_a_grand_canonical_model(tmp_path):
+    """A network of the study's physics is grand canonical (μ, T_e; no filling): the chapter's ED
+    reference is then grand canonical at its μ and T_e, and the ordered states are compared at f = 1/4."""
+    from sdlib import MLForceField
+
+    ff = MLForceField.pretrained("triangular-tetrahedral", lattice=lattice.triangular(8))
+    ff.physics = {k: v for k, v in ff.physics.items() if k != "filling"} | {"mu": -2.4194, "kT": 0.1}
+    ff.save(tmp_path / "grand")
+    out = tmp_path / "prod"
+    run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "grand"))
+    validation = json.loads((out / "validation.json").read_text())
+    s0 = random_spins(64, 2, seed=1000)
+    grand = ExactSolver(SDModel(lattice.triangular(8), J=ff.physics["J"], mu=-2.4194, kT=0.1))
+    assert validation["E_reference"][0] == pytest.approx((grand(s0).energy / 64).mean().item(), abs=1e-12)
+    canonical = ExactSolver(SDModel(lattice.triangular(8), J=ff.physics["J"], filling=0.25, kT=0.1))
+    assert abs(validation["E_reference"][0] - (canonical(s0).energy / 64).mean().item()) > 0.1  # Ω, not F
+    assert json.loads((out / "summary.json").read_text())["params"]["filling"] == 0.25
+
+
 def test_chapter04_finds_a_committed_model_relative_to_the_repository(tmp_path):
     """The J sweep's networks are committed beside it; ``model_path`` relative to the repository
     finds them from any working directory, and the run takes J from the model."""
