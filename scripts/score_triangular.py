@@ -1,0 +1,152 @@
+"""Triangular networks judged against the study's physics (T_e = 0.1, grand canonical at μ = −2.4194).
+
+For every model (a saved stem, or the name of a model shipped in ``sdlib/data``):
+
+- the relative torque error on held-out frames of a data-engine run (``--heldout``: labels in the
+  recipe's ensemble, ``datagen.make_heldout``), overall and per frame time;
+- the relative torque error on stored configurations of the exact quenches (``--reference``, by default
+  the 36 × 36 ones of ``book/runs/04-exact-36x36``; every ``--every``-th stored frame; exact fields of
+  the recipe's dynamics, cached in ``--work``);
+- the replay from those quenches' initial spins: the chirality correlation length L(t) against exact,
+  the time L reaches one lattice constant, the largest |L/L_exact − 1| at t ≥ 100.
+
+Writes ``OUT`` (JSON, atomically).
+
+    python scripts/score_triangular.py triangular-tetrahedral data/tri-cpu2/candidates/r5/member0 \
+        --heldout data/tri-cpu2/heldout/labels.h5 --out book/runs/04-cpu-candidate/scores.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sdlib import ExactSolver, SDModel, analysis  # noqa: E402
+from sdlib.datagen import study  # noqa: E402
+from sdlib.datagen.candidates import heldout_times  # noqa: E402
+from sdlib.datagen.committee import _rel  # noqa: E402
+from sdlib.datagen.reference import read_reference, reference_paths, replay  # noqa: E402
+from sdlib.io import atomic_write  # noqa: E402
+from sdlib.lattice import Lattice  # noqa: E402
+from sdlib.nn import MLForceField  # noqa: E402
+from sdlib.provenance import provenance  # noqa: E402
+from sdlib.training import FieldDataset  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "sdlib" / "data"
+
+
+def load(model: str, lattice: Lattice) -> MLForceField:
+    stem = Path(model) if Path(model).parent.name else SHIPPED / model
+    return MLForceField.load(stem, lattice=lattice)
+
+
+def first_time(t, L, level: float = 1.0) -> float:
+    """First time L reaches ``level`` (linear interpolation between stored times), NaN if never."""
+    k = np.flatnonzero(np.asarray(L) >= level)
+    if len(k) == 0:
+        return float("nan")
+    k = int(k[0])
+    if k == 0:
+        return float(t[0])
+    return float(t[k - 1] + (level - L[k - 1]) / (L[k] - L[k - 1]) * (t[k] - t[k - 1]))
+
+
+def exact_fields(spins: torch.Tensor, path: Path, model: SDModel) -> torch.Tensor:
+    """Exact fields of ``model`` (the recipe's dynamics: grand canonical at μ, T_e) on ``spins``, cached in ``path``."""
+    if path.exists():
+        cached = torch.load(path, weights_only=True)
+        if torch.equal(cached["spins"], spins):
+            return cached["fields"]
+    solver = ExactSolver(model)
+    fields = torch.stack([solver(s).fields for s in spins])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        torch.save({"spins": spins, "fields": fields}, fh)
+    return fields
+
+
+def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times, refs: list, frames: dict,
+          log=print) -> dict:
+    """The row of one model: ``held`` held-out labels and their quench times; ``refs`` the exact quenches
+    (``read_reference`` arrays and "path"); ``frames`` {seed: (times, spins, exact fields)} of their
+    scored configurations."""
+    t0 = time.time()
+    n_side = int(round(held.spins.shape[-2] ** 0.5))
+    ff = load(model, Lattice("triangular", n_side))
+    f_held = torch.cat([ff(held.spins[i:i + 4]).fields for i in range(0, len(held), 4)])
+    row = {"model": model, "weights_sha256": ff.weights_sha256, "physics": ff.physics,
+           "cutoff": ff.descriptor.cutoff, "n_features": ff.descriptor.n_features,
+           "heldout": {"lattice": n_side, "frames": len(held), "torque_rel": _rel(held.spins, f_held, held.fields),
+                       "by_time": {f"{t:g}": _rel(held.spins[held_times == t], f_held[held_times == t],
+                                                  held.fields[held_times == t]) for t in frame_times}}}
+    row["exact"] = {}
+    for ref in refs:
+        seed = ref["params"]["seed"]
+        lat = Lattice("triangular", int(round(ref["spins"].shape[-2] ** 0.5)))
+        ffr = load(model, lat)
+        t, s, h = frames[seed]
+        f = torch.stack([ffr(x).fields for x in s])
+        rep = replay(ffr, ref["path"], lat)
+        n = len(rep["spins_t"])
+        L_ex = analysis.correlation_length(analysis.chirality(ref["spins"][:n], lat), lat).numpy()
+        L_ml = analysis.correlation_length(analysis.chirality(rep["spins"], lat), lat).numpy()
+        tt = rep["spins_t"].numpy()
+        late = tt >= 100
+        row["exact"][str(seed)] = {
+            "lattice": lat.L, "torque_rel": _rel(s, f, h), "frame_t": t.tolist(),
+            "torque_rel_per_frame": [_rel(s[i:i + 1], f[i:i + 1], h[i:i + 1]) for i in range(len(s))],
+            "t": tt.tolist(), "L_exact": L_ex.tolist(), "L_ml": L_ml.tolist(),
+            "onset_exact": first_time(tt, L_ex), "onset_ml": first_time(tt, L_ml),
+            "late_dev": float(np.abs(L_ml[late] / L_ex[late] - 1).max()) if late.any() else None}
+    row["wall_s"] = round(time.time() - t0, 1)
+    log(json.dumps({k: row[k] for k in ("model", "heldout")}),
+        {s: (round(v["torque_rel"], 3), round(v["onset_exact"], 1), round(v["onset_ml"], 1), v["late_dev"])
+         for s, v in row["exact"].items()})
+    return row
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="+", help="saved stems or shipped names")
+    ap.add_argument("--heldout", required=True, help="held-out labels of a data-engine run (labels.h5)")
+    ap.add_argument("--reference", default="book/runs/04-exact-36x36")
+    ap.add_argument("--every", type=int, default=5, help="score every this many stored frames of the exact quenches")
+    ap.add_argument("--work", default="data/score-tri", help="cache of the exact fields of those frames")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    if a.every < 1:
+        ap.error(f"--every must be an integer >= 1, got {a.every}")
+    torch.set_num_threads(a.threads)
+    recipe = study("triangular")
+    held = FieldDataset(a.heldout)
+    held_times = heldout_times(recipe, len(held))  # make_heldout's order: per bath, one quench, the frame times
+    refs = [read_reference(p) | {"path": p} for p in reference_paths(a.reference)]
+    refs = [r for r in refs if r["t_reached"] >= 10]
+    frames = {}
+    for r in refs:
+        k = torch.arange(0, len(r["spins"]), a.every)
+        lat = Lattice("triangular", int(round(r["spins"].shape[-2] ** 0.5)))
+        model = SDModel(lat, t=recipe.t, J=recipe.J, mu=recipe.mu, kT=recipe.kT)  # the recipe's dynamics there
+        frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
+                                       exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))
+    rows = [score(m, held, held_times, recipe.frame_times, refs, frames, log=lambda *x: print(*x, flush=True))
+            for m in a.models]
+    out = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "models": rows,
+           "recipe": recipe.to_dict(), "provenance": provenance()}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(Path(a.out), mode="w") as fh:
+        json.dump(out, fh, indent=1, default=str)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""scripts/score_triangular.py: a triangular network's row (held-out torque error, torque error on the
+stored frames of exact quenches, the replay's chirality correlation length) against a direct
+evaluation, on a 12 x 12 exact quench of the study's physics."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sdlib import ExactSolver, MLForceField, SDModel, analysis, lattice, random_spins
+from sdlib.datagen import TRIANGULAR
+from sdlib.datagen.label import label_fixed
+from sdlib.datagen.reference import read_reference, reference_paths, run_reference
+from sdlib.training import FieldDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = TRIANGULAR.replace(L=12, cutoff=2.0, phase_cutoff=None, dt=0.25, frame_times=(2.0, 5.0))
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("score_triangular", ROOT / "scripts" / "score_triangular.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def rel(spins, fields, ref):
+    cross = lambda h: torch.linalg.cross(spins, h, dim=-1)
+    return ((cross(fields) - cross(ref)).pow(2).sum() / cross(ref).pow(2).sum()).sqrt().item()
+
+
+def test_row_matches_a_direct_evaluation(tmp_path):
+    sm = script()
+    run_reference(SMALL, tmp_path / "ref", (2,), 12.5, bath_kT=0.0, corr_every=2, spins_every=10,
+                  checkpoint_every=25, log=lambda *_: None)
+    held_spins = random_spins(144, 4, seed=9)  # two "quenches" of the two frame times
+    held = FieldDataset(label_fixed(held_spins, tmp_path / "held.h5", SMALL))
+    held_times = torch.tensor([2.0, 5.0, 2.0, 5.0], dtype=torch.float64)
+    refs = [read_reference(p) | {"path": p} for p in reference_paths(tmp_path / "ref")]
+    model = SDModel(lattice.triangular(12), J=2.0, mu=SMALL.mu, kT=SMALL.kT)
+    k = torch.arange(0, len(refs[0]["spins"]), 2)
+    spins = refs[0]["spins"][k]
+    exact = sm.exact_fields(spins, tmp_path / "cache.pt", model)
+    assert torch.equal(sm.exact_fields(spins, tmp_path / "cache.pt", model), exact)  # cached
+    frames = {2: (refs[0]["spins_t"][k], spins, exact)}
+    row = sm.score("triangular-tetrahedral", held, held_times, SMALL.frame_times, refs, frames, log=lambda *_: None)
+
+    ff = MLForceField.pretrained("triangular-tetrahedral", lattice=lattice.triangular(12))
+    solver = ExactSolver(model)
+    direct = torch.stack([solver(x).fields for x in spins])
+    assert torch.allclose(exact, direct, rtol=0, atol=1e-12)
+    assert torch.allclose(held.fields, torch.stack([solver(x).fields for x in held_spins]), rtol=0, atol=1e-10)
+    net_held = torch.stack([ff(x).fields for x in held_spins])
+    assert row["heldout"]["torque_rel"] == pytest.approx(rel(held_spins, net_held, held.fields), rel=1e-8)
+    assert row["heldout"]["by_time"]["5"] == pytest.approx(
+        rel(held_spins[1::2], net_held[1::2], held.fields[1::2]), rel=1e-8)
+    r = row["exact"]["2"]
+    net = torch.stack([ff(x).fields for x in spins])
+    assert r["torque_rel"] == pytest.approx(rel(spins, net, direct), rel=1e-8)
+    L_ref = analysis.correlation_length(analysis.chirality(refs[0]["spins"], lattice.triangular(12)),
+                                        lattice.triangular(12)).numpy()
+    assert np.allclose(r["L_exact"], L_ref[:len(r["L_exact"])]) and r["t"][-1] == pytest.approx(12.5)
+    assert r["L_ml"][0] == r["L_exact"][0]  # the same initial spins
+    assert sm.first_time([0.0, 1.0, 2.0], [0.5, 0.9, 1.3]) == pytest.approx(1.25)
+    assert np.isnan(sm.first_time([0.0, 1.0], [0.5, 0.6]))
