@@ -60,16 +60,23 @@ def first_time(t, L, level: float = 1.0) -> float:
 
 
 def exact_fields(spins: torch.Tensor, path: Path, model: SDModel) -> torch.Tensor:
-    """Exact fields of ``model`` (the recipe's dynamics: grand canonical at μ, T_e) on ``spins``, cached in ``path``."""
-    if path.exists():
-        cached = torch.load(path, weights_only=True)
-        if torch.equal(cached["spins"], spins):
-            return cached["fields"]
-    solver = ExactSolver(model)
-    fields = torch.stack([solver(s).fields for s in spins])
+    """Exact fields of ``model`` (the recipe's dynamics: grand canonical at μ, T_e) on ``spins``
+    ``[M, N, 3]``, cached in ``path``: a frame already there (the same spins) is not computed again, so a
+    quench that has run further adds only its new frames."""
+    cached = torch.load(path, weights_only=True) if path.exists() else {"spins": spins[:0], "fields": spins[:0]}
+    solver, out = ExactSolver(model), []
+    for x in spins:
+        hit = [i for i in range(len(cached["spins"])) if torch.equal(cached["spins"][i], x)]
+        out.append(cached["fields"][hit[0]] if hit else solver(x).fields)
+    fields = torch.stack(out)
+    keep = torch.cat([cached["spins"], spins]), torch.cat([cached["fields"], fields])
+    uniq = {}
+    for x, h in zip(*keep):
+        uniq.setdefault(x.numpy().tobytes(), (x, h))
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as fh:
-        torch.save({"spins": spins, "fields": fields}, fh)
+        torch.save({"spins": torch.stack([x for x, _ in uniq.values()]),
+                    "fields": torch.stack([h for _, h in uniq.values()])}, fh)
     return fields
 
 

@@ -43,6 +43,10 @@ def test_row_matches_a_direct_evaluation(tmp_path):
     spins = refs[0]["spins"][k]
     exact = sm.exact_fields(spins, tmp_path / "cache.pt", model)
     assert torch.equal(sm.exact_fields(spins, tmp_path / "cache.pt", model), exact)  # cached
+    more = refs[0]["spins"][:3]  # frames 0 and 2 are cached, 1 is new
+    assert torch.allclose(sm.exact_fields(more, tmp_path / "cache.pt", model),
+                          torch.stack([ExactSolver(model)(x).fields for x in more]), rtol=0, atol=1e-12)
+    assert len(torch.load(tmp_path / "cache.pt", weights_only=True)["spins"]) == len(k) + 1
     frames = {2: (refs[0]["spins_t"][k], spins, exact)}
     row = sm.score("triangular-tetrahedral", held, held_times, SMALL.frame_times, refs, frames, log=lambda *_: None)
 
