@@ -1,9 +1,7 @@
 """scripts/score_models.py: a fixed-filling network's row against exact reference quenches, checked
 on a 6 x 6 lattice against a direct evaluation (exact canonical fields by ExactSolver, the network's
 own fixed-filling fields, the replay); rows of earlier calls are kept only for the same reference."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,24 +10,13 @@ from sdlib import ExactSolver, MLForceField, lattice, random_spins
 from sdlib.datagen import SQUARE
 from sdlib.datagen.reference import read_reference, reference_paths, replay, run_reference
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script, torque_rel
+
 SMALL = SQUARE.replace(L=6, cutoff=2.0, phase_cutoff=None)
 
 
-def script():
-    spec = importlib.util.spec_from_file_location("score_models", ROOT / "scripts" / "score_models.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def torque_rel(spins, fields, ref):
-    cross = lambda h: torch.linalg.cross(spins, h, dim=-1)
-    return ((cross(fields) - cross(ref)).pow(2).sum() / cross(ref).pow(2).sum()).sqrt().item()
-
-
 def test_row_matches_a_direct_evaluation(tmp_path):
-    sm = script()
+    sm = load_script("score_models")
     run_reference(SMALL, tmp_path, (0, 1), 1.0, bath_kT=0.0, corr_every=2, spins_every=5, checkpoint_every=10,
                   log=lambda *_: None)
     refs = {int(p.stem[4:]): read_reference(p) | {"path": p} for p in reference_paths(tmp_path)}
@@ -58,7 +45,7 @@ def test_row_matches_a_direct_evaluation(tmp_path):
 
 
 def test_rows_of_other_models_are_kept_for_the_same_reference_only(tmp_path):
-    sm = script()
+    sm = load_script("score_models")
     out = tmp_path / "scores.json"
     assert sm.kept_rows(out, "ref", [0, 1], 40.0, ["a"]) == []
     out.write_text(json.dumps({"reference": "ref", "seeds": [0, 1], "t_end": 40.0,

@@ -1,8 +1,6 @@
 """scripts/score_triangular.py: a triangular network's row (held-out torque error, torque error on the
 stored frames of exact quenches, the replay's chirality correlation length) against a direct
 evaluation, on a 12 x 12 exact quench of the study's physics."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,24 +12,13 @@ from sdlib.datagen.label import label_fixed
 from sdlib.datagen.reference import read_reference, reference_paths, run_reference
 from sdlib.training import FieldDataset
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script, torque_rel
+
 SMALL = TRIANGULAR.replace(L=12, cutoff=2.0, phase_cutoff=None, dt=0.25, frame_times=(2.0, 5.0))
 
 
-def script():
-    spec = importlib.util.spec_from_file_location("score_triangular", ROOT / "scripts" / "score_triangular.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def rel(spins, fields, ref):
-    cross = lambda h: torch.linalg.cross(spins, h, dim=-1)
-    return ((cross(fields) - cross(ref)).pow(2).sum() / cross(ref).pow(2).sum()).sqrt().item()
-
-
 def test_row_matches_a_direct_evaluation(tmp_path):
-    sm = script()
+    sm = load_script("score_triangular")
     run_reference(SMALL, tmp_path / "ref", (2,), 12.5, bath_kT=0.0, corr_every=2, spins_every=10,
                   checkpoint_every=25, log=lambda *_: None)
     held_spins = random_spins(144, 4, seed=9)  # two "quenches" of the two frame times
@@ -56,12 +43,12 @@ def test_row_matches_a_direct_evaluation(tmp_path):
     assert torch.allclose(exact, direct, rtol=0, atol=1e-12)
     assert torch.allclose(held.fields, torch.stack([solver(x).fields for x in held_spins]), rtol=0, atol=1e-10)
     net_held = torch.stack([ff(x).fields for x in held_spins])
-    assert row["heldout"]["torque_rel"] == pytest.approx(rel(held_spins, net_held, held.fields), rel=1e-8)
+    assert row["heldout"]["torque_rel"] == pytest.approx(torque_rel(held_spins, net_held, held.fields), rel=1e-8)
     assert row["heldout"]["by_time"]["5"] == pytest.approx(
-        rel(held_spins[1::2], net_held[1::2], held.fields[1::2]), rel=1e-8)
+        torque_rel(held_spins[1::2], net_held[1::2], held.fields[1::2]), rel=1e-8)
     r = row["exact"]["2"]
     net = torch.stack([ff(x).fields for x in spins])
-    assert r["torque_rel"] == pytest.approx(rel(spins, net, direct), rel=1e-8)
+    assert r["torque_rel"] == pytest.approx(torque_rel(spins, net, direct), rel=1e-8)
     L_ref = analysis.correlation_length(analysis.chirality(refs[0]["spins"], lattice.triangular(12)),
                                         lattice.triangular(12)).numpy()
     assert np.allclose(r["L_exact"], L_ref[:len(r["L_exact"])]) and r["t"][-1] == pytest.approx(12.5)
