@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +32,7 @@ from sdlib import ExactSolver, SDModel, analysis  # noqa: E402
 from sdlib.datagen import study  # noqa: E402
 from sdlib.datagen.candidates import heldout_times  # noqa: E402
 from sdlib.datagen.committee import _rel  # noqa: E402
-from sdlib.datagen.reference import read_reference, reference_paths, replay  # noqa: E402
+from sdlib.datagen.reference import read_reference, reference_paths, replay_chirality  # noqa: E402
 from sdlib.io import atomic_write  # noqa: E402
 from sdlib.lattice import Lattice  # noqa: E402
 from sdlib.nn import MLForceField  # noqa: E402
@@ -46,17 +46,6 @@ SHIPPED = ROOT / "sdlib" / "data"
 def load(model: str, lattice: Lattice) -> MLForceField:
     stem = Path(model) if Path(model).parent.name else SHIPPED / model
     return MLForceField.load(stem, lattice=lattice)
-
-
-def first_time(t, L, level: float = 1.0) -> float:
-    """First time L reaches ``level`` (linear interpolation between stored times), NaN if never."""
-    k = np.flatnonzero(np.asarray(L) >= level)
-    if len(k) == 0:
-        return float("nan")
-    k = int(k[0])
-    if k == 0:
-        return float(t[0])
-    return float(t[k - 1] + (level - L[k - 1]) / (L[k] - L[k - 1]) * (t[k] - t[k - 1]))
 
 
 def exact_fields(spins: torch.Tensor, path: Path, model: SDModel) -> torch.Tensor:
@@ -101,18 +90,15 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
         ffr = load(model, lat)
         t, s, h = frames[seed]
         f = torch.stack([ffr(x).fields for x in s])
-        rep = replay(ffr, ref["path"], lat)
-        n = len(rep["spins_t"])
-        L_ex = analysis.correlation_length(analysis.chirality(ref["spins"][:n], lat), lat).numpy()
-        L_ml = analysis.correlation_length(analysis.chirality(rep["spins"], lat), lat).numpy()
-        tt = rep["spins_t"].numpy()
-        late = tt >= 100
+        rep = replay_chirality(ffr, ref["path"], lat)
+        tt, L_ex, L_ml = rep["t"], rep["L_exact"], rep["L_net"]
+        late_dev = analysis.largest_deviation(tt, L_ml, L_ex, t_min=100)
         row["exact"][str(seed)] = {
             "lattice": lat.L, "torque_rel": _rel(s, f, h), "frame_t": t.tolist(),
             "torque_rel_per_frame": [_rel(s[i:i + 1], f[i:i + 1], h[i:i + 1]) for i in range(len(s))],
             "t": tt.tolist(), "L_exact": L_ex.tolist(), "L_ml": L_ml.tolist(),
-            "onset_exact": first_time(tt, L_ex), "onset_ml": first_time(tt, L_ml),
-            "late_dev": float(np.abs(L_ml[late] / L_ex[late] - 1).max()) if late.any() else None}
+            "onset_exact": analysis.onset_time(tt, L_ex), "onset_ml": analysis.onset_time(tt, L_ml),
+            "late_dev": None if math.isnan(late_dev) else late_dev}
     row["wall_s"] = round(time.time() - t0, 1)
     log(json.dumps({k: row[k] for k in ("model", "heldout")}),
         {s: (round(v["torque_rel"], 3), round(v["onset_exact"], 1), round(v["onset_ml"], 1), v["late_dev"])

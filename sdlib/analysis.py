@@ -42,7 +42,7 @@ from .lattice import Lattice
 __all__ = [
     "chirality", "bond_field", "fm_bond_fraction", "fm_sites", "check_fm_fraction", "FM_SITE_FRACTION", "nn_correlation", "magnetization", "structure_factor",
     "q_norms", "domain_length", "correlation_function", "correlation_length", "fm_clusters", "cluster_length", "growth_exponent",
-    "sample_exponents",
+    "sample_exponents", "onset_time", "largest_deviation",
     "FitWindow", "fit_window",
     "triangle_pairs", "wall_length", "radial_average", "mean_and_error", "wall_anisotropy",
 ]
@@ -357,6 +357,32 @@ def sample_exponents(t, L_samples, t_min=None, t_max=None) -> np.ndarray:
         except ValueError:
             pass
     return out
+
+
+def onset_time(t, L, level: float = 1.0) -> float:
+    """The first time at which L(t) reaches ``level`` (linear interpolation between the stored times
+    ``t``; the first time if L starts there); NaN if it never does. With ``level`` = 1 lattice
+    constant it is when domains begin to exist (uncorrelated spins have L ≈ 1/2)."""
+    t, L = _numpy(t).astype(float), _numpy(L).astype(float)
+    if t.shape != L.shape or t.ndim != 1:
+        raise ValueError(f"t and L must be 1-d of the same length, got shapes {t.shape} and {L.shape}")
+    k = np.flatnonzero(L >= level)
+    if len(k) == 0:
+        return math.nan
+    k = int(k[0])
+    if k == 0:
+        return float(t[0])
+    return float(t[k - 1] + (level - L[k - 1]) / (L[k] - L[k - 1]) * (t[k] - t[k - 1]))
+
+
+def largest_deviation(t, L, L_ref, t_min: float) -> float:
+    """max |L / L_ref − 1| over the stored times t >= ``t_min``: how far one length curve strays from a
+    reference once domains exist; NaN if no time reaches ``t_min``."""
+    t, L, L_ref = (_numpy(x).astype(float) for x in (t, L, L_ref))
+    if not t.shape == L.shape == L_ref.shape or t.ndim != 1:
+        raise ValueError(f"t, L and L_ref must be 1-d of one length, got shapes {t.shape}, {L.shape}, {L_ref.shape}")
+    late = t >= t_min
+    return float(np.abs(L[late] / L_ref[late] - 1).max()) if late.any() else math.nan
 
 
 class FitWindow(NamedTuple):

@@ -136,6 +136,25 @@ def test_growth_exponent_recovers_power_law():
         analysis.growth_exponent(t, L, t_min=1e5)
 
 
+def test_onset_time_and_largest_deviation_of_known_curves():
+    t = np.linspace(0.0, 10.0, 11)
+    L = 0.5 + 0.1 * t                                     # reaches 1 at t = 5 exactly, 1.2 at t = 7
+    assert analysis.onset_time(t, L) == pytest.approx(5.0, abs=1e-12)
+    assert analysis.onset_time(t, L, level=1.25) == pytest.approx(7.5, abs=1e-12)  # between stored times
+    assert analysis.onset_time(t, L, level=0.3) == 0.0    # already there at the first time
+    assert math.isnan(analysis.onset_time(t, L, level=2.0))
+    assert analysis.onset_time(torch.tensor(t), torch.tensor(L)) == pytest.approx(5.0, abs=1e-12)
+    ref = 2 * L
+    L2 = ref * np.where(t >= 6, 1 + 0.01 * t, 1 - 0.5)    # wrong by half before t = 6, by 1 % x t after
+    assert analysis.largest_deviation(t, L2, ref, t_min=6) == pytest.approx(0.10, abs=1e-12)
+    assert analysis.largest_deviation(t, L2, ref, t_min=0) == pytest.approx(0.5, abs=1e-12)
+    assert math.isnan(analysis.largest_deviation(t, L2, ref, t_min=11))
+    with pytest.raises(ValueError, match="same length"):
+        analysis.onset_time(t, L[:-1])
+    with pytest.raises(ValueError, match="one length"):
+        analysis.largest_deviation(t, L, ref[:-1], t_min=0)
+
+
 def test_fit_window_applies_each_rule():
     t = np.geomspace(1, 100, 9)              # 9 points over a factor 100
     L = 2 * t ** 0.5                          # grows by a factor 10

@@ -2,13 +2,15 @@
 uninterrupted run bit for bit; replaying the file with the exact solver reproduces it exactly, so a
 replay with another force field differs only through the fields; a changed force field is seen;
 bad input is refused by name."""
+import numpy as np
 import pytest
 import torch
 
 from sdlib import ExactSolver, random_spins
 from sdlib.analysis import nn_correlation
-from sdlib.datagen import SQUARE
-from sdlib.datagen.reference import read_reference, reference_paths, replay, run_reference
+from sdlib import analysis
+from sdlib.datagen import SQUARE, TRIANGULAR
+from sdlib.datagen.reference import read_reference, reference_paths, replay, replay_chirality, run_reference
 
 SMALL = SQUARE.replace(L=6, cutoff=2.0, phase_cutoff=None)
 T_END = 1.0  # 20 steps of dt = 0.05
@@ -90,3 +92,22 @@ def test_reference_made_on_a_gpu_replays_on_the_cpu(tmp_path):
     cpu = replay(ExactSolver(SMALL.dynamics_model()), tmp_path / "gpu" / "seed3.pt", SMALL.lattice())
     gpu = read_reference(tmp_path / "gpu" / "seed3.pt")
     assert (cpu["spins"] - gpu["spins"]).abs().max() < 1e-8  # the same noise; fields differ at round-off
+
+
+def test_replay_chirality_of_the_exact_solver_is_the_reference(tmp_path):
+    """On a triangular quench: the exact solver's replay has exactly the reference's chirality length
+    and ⟨|χ|⟩ (computed here directly from the file); a perturbed start changes them from t = 0."""
+    tri = TRIANGULAR.replace(L=6, cutoff=2.0, phase_cutoff=None, dt=0.25)
+    run_reference(tri, tmp_path, (1,), 2.5, bath_kT=0.0, corr_every=2, spins_every=2, checkpoint_every=5,
+                  log=quiet)
+    lat, path, solver = tri.lattice(), tmp_path / "seed1.pt", ExactSolver(tri.dynamics_model())
+    ref = read_reference(path)
+    r = replay_chirality(solver, path, lat)
+    chi = analysis.chirality(ref["spins"], lat)
+    assert r["seed"] == 1 and r["t"].tolist() == ref["spins_t"].tolist() and len(r["t"]) == 6
+    assert (r["L_net"] == r["L_exact"]).all() and (r["chi_net"] == r["chi_exact"]).all()
+    assert np.allclose(r["L_exact"], analysis.correlation_length(chi, lat).numpy(), rtol=0, atol=0)
+    assert np.allclose(r["chi_exact"], chi.abs().mean(-1).numpy(), rtol=0, atol=1e-15)
+    assert torch.equal(r["last"][0], chi[-1]) and torch.equal(r["last"][1], chi[-1])
+    moved = replay_chirality(solver, path, lat, t_end=1.0, perturb=0.3, perturb_seed=2)
+    assert len(moved["t"]) == 3 and abs(moved["chi_net"][0] - moved["chi_exact"][0]) > 1e-3

@@ -53,5 +53,5 @@ def test_row_matches_a_direct_evaluation(tmp_path):
                                         lattice.triangular(12)).numpy()
     assert np.allclose(r["L_exact"], L_ref[:len(r["L_exact"])]) and r["t"][-1] == pytest.approx(12.5)
     assert r["L_ml"][0] == r["L_exact"][0]  # the same initial spins
-    assert sm.first_time([0.0, 1.0, 2.0], [0.5, 0.9, 1.3]) == pytest.approx(1.25)
-    assert np.isnan(sm.first_time([0.0, 1.0], [0.5, 0.6]))
+    # no domains by t = 12.5 (L < 1): no onset, and no late window to compare
+    assert max(r["L_exact"]) < 1 and np.isnan(r["onset_exact"]) and r["late_dev"] is None
