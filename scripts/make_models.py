@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
             s.add_argument("--grad-clip", type=float, default=None, help="clip a step's gradient norm at this many "
                            "times the median of the recent steps (sdlib.training.train; default none)")
+            s.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better "
+                           "validation loss (default: TRAIN's)")
             s.add_argument("--fm-weight", type=float, default=None, help="loss weight of the sites inside FM "
                            "clusters (>= 3/4 of their bonds FM; default 1: all sites equal)")
             s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
@@ -148,7 +150,7 @@ def run_study(args) -> None:
             seed_data(recipe, args.work, args.driver, device=args.device, chunk=args.chunk,
                       n_seed_quenches=args.seed_quenches)
         lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final), ("fm_weight", args.fm_weight),
-                                 ("grad_clip", args.grad_clip)) if v is not None}
+                                 ("grad_clip", args.grad_clip), ("patience", args.patience)) if v is not None}
         train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
         if args.record:
             record_candidates(args.work, args.record)

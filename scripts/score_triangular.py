@@ -90,7 +90,7 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
         ffr = load(model, lat)
         t, s, h = frames[seed]
         f = torch.stack([ffr(x).fields for x in s])
-        rep = replay_chirality(ffr, ref["path"], lat)
+        rep = replay_chirality(ffr, ref["path"], lat, t_end=ref["t_reached"])  # as read: a quench in progress grows
         tt, L_ex, L_ml = rep["t"], rep["L_exact"], rep["L_net"]
         late_dev = analysis.largest_deviation(tt, L_ml, L_ex, t_min=100)
         row["exact"][str(seed)] = {
