@@ -10,7 +10,9 @@ For every model (a saved stem, or the name of a model shipped in ``sdlib/data``)
 - the replay from those quenches' initial spins: the chirality correlation length L(t) against exact,
   the time L reaches one lattice constant, the largest |L/L_exact − 1| at t ≥ 100.
 
-Writes ``OUT`` (JSON, atomically).
+Writes ``OUT`` (JSON, atomically). With ``--update`` the rows already in ``OUT`` of models not named
+now are kept (after the new ones), provided they were scored against the same quenches, frames and
+replay time: a network added later is scored alone.
 
     python scripts/score_triangular.py triangular-tetrahedral data/tri-cpu2/candidates/r5/member0 \
         --heldout data/tri-cpu2/heldout/labels.h5 --out book/runs/04-cpu-candidate/scores.json
@@ -106,6 +108,23 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
     return row
 
 
+def kept_rows(out: Path, a, refs: list) -> list:
+    """The rows of an earlier ``out`` (``--update``), checked to be comparable with a scoring now."""
+    if not out.exists():
+        return []
+    old = json.loads(out.read_text())
+    if (old["reference"], old["heldout"], old["every"]) != (a.reference, a.heldout, a.every):
+        raise SystemExit(f"--update: {out} was scored with --reference {old['reference']} --heldout {old['heldout']} "
+                         f"--every {old['every']}; score every model again instead")
+    t_end = {str(r["params"]["seed"]): r["spins_t"][r["spins_t"] <= r["t_reached"] + 1e-9].max().item() for r in refs}
+    for row in old["models"]:
+        got = {s: v["t"][-1] for s, v in row["exact"].items()}
+        if got.keys() != t_end.keys() or any(abs(got[s] - t_end[s]) > 1e-9 for s in got):
+            raise SystemExit(f"--update: {row['model']} in {out} was replayed to {got}, the exact quenches have "
+                             f"reached {t_end}; score every model again instead")
+    return old["models"]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="saved stems or shipped names")
@@ -115,6 +134,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", default="data/score-tri", help="cache of the exact fields of those frames")
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--update", action="store_true", help="keep OUT's rows of the models not named now")
     a = ap.parse_args(argv)
     if a.every < 1:
         ap.error(f"--every must be an integer >= 1, got {a.every}")
@@ -131,8 +151,10 @@ def main(argv=None) -> dict:
         model = SDModel(lat, t=recipe.t, J=recipe.J, mu=recipe.mu, kT=recipe.kT)  # the recipe's dynamics there
         frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
                                        exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))
+    kept = kept_rows(Path(a.out), a, refs) if a.update else []
     rows = [score(m, held, held_times, recipe.frame_times, refs, frames, log=lambda *x: print(*x, flush=True))
             for m in a.models]
+    rows += [r for r in kept if r["model"] not in a.models]
     out = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "models": rows,
            "recipe": recipe.to_dict(), "provenance": provenance()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
