@@ -125,3 +125,40 @@ def test_square_model_conserves_electrons_and_orders_the_uniform_states_as_ed():
     assert (e_ml - e_ed).abs().max() <= TOL_ORDERED, (e_ml.tolist(), e_ed.tolist())
     n = ff.grand(states, ff.solve_mu(states)).number
     assert torch.allclose(n, torch.full_like(n, float(ff.n_electrons)), atol=1e-6)
+
+
+# The triangular network of the study's own physics (T_e = 0.1, grand canonical at μ = −2.4194, J = 2),
+# committed with its provenance in book/runs/04-cpu-candidate (chapter 04 reads it). Issue 21's target
+# for a network bounded by its cutoff is the locality floor + 0.02: at R = 5 the exact torques change
+# by 0.21–0.23 of their rms when the spins beyond R are swapped (chapter 03), so 0.25. The network
+# does not reach it yet (0.261 here: 0.249, 0.271, 0.295 at t = 12.5, 50, 100); TOL_STUDY is that
+# accuracy plus a margin for the float32 trajectory on another machine, so that a worse network fails.
+STUDY_NETWORK = "book/runs/04-cpu-candidate/r5w"
+STUDY_FLOOR_TARGET = 0.25
+TOL_STUDY = 0.30
+STUDY_L, STUDY_FRAME_T, STUDY_SEED = 36, (12.5, 50.0, 100.0), 9101
+
+
+@pytest.mark.slow
+def test_study_network_on_fresh_exact_36x36_frames():
+    """Frames of a fresh 36 × 36 quench driven by the network itself (a seed no data set uses; Δt =
+    0.25, α = 0.5, no bath, as chapter 04's quenches), early, middle and late, labelled here by exact
+    diagonalisation in the study's ensemble; the relative torque error over all of them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    lat = lattice.triangular(STUDY_L)
+    ff = MLForceField.load(os.path.join(root, STUDY_NETWORK), lattice=lat)
+    p = ff.physics
+    assert (p["lattice"], p["J"], p["kT"]) == ("triangular", 2.0, 0.1) and abs(p["mu"] + 2.4194) < 1e-9
+    model = SDModel(lat, t=p["t"], J=p["J"], mu=p["mu"], kT=p["kT"])
+    drive = MLForceField.load(os.path.join(root, STUDY_NETWORK), lattice=lat, dtype=torch.float32)
+    llg = LLG(drive, dt=0.25, alpha=0.5, kT=0.0, seed=STUDY_SEED)
+    s, frames = random_spins(lat.n_sites, seed=STUDY_SEED).float(), []
+    for t in STUDY_FRAME_T:
+        s = llg.run(s, int(round(t / 0.25)))  # to that step
+        frames.append(torch.nn.functional.normalize(s.double(), dim=-1))  # float32 unit length to 1e-6
+    spins = torch.stack(frames)
+    ref = torch.stack([ExactSolver(model)(x).fields for x in spins])
+    t_ml, t_ref = torque(spins, ff(spins).fields), torque(spins, ref)
+    rel_of = lambda k: ((t_ml[k] - t_ref[k]).pow(2).sum() / t_ref[k].pow(2).sum()).sqrt().item()
+    rel, per_frame = rel_of(slice(None)), [round(rel_of(k), 3) for k in range(len(spins))]
+    assert rel <= TOL_STUDY, f"{STUDY_NETWORK}: relative torque error {rel:.4f} > {TOL_STUDY} (frames: {per_frame})"
