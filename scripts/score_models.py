@@ -36,7 +36,7 @@ from sdlib.datagen.candidates import canonical_fields, number_monotonicity  # no
 from sdlib.datagen.committee import _rel  # noqa: E402
 from sdlib.datagen.label import label_fixed  # noqa: E402
 from sdlib.datagen.reference import read_reference, reference_paths, replay  # noqa: E402
-from sdlib.io import atomic_write  # noqa: E402
+from sdlib.io import atomic_write, kept_rows  # noqa: E402
 from sdlib.lattice import Lattice  # noqa: E402
 from sdlib.nn import MLForceField  # noqa: E402
 from sdlib.provenance import provenance  # noqa: E402
@@ -117,18 +117,6 @@ def score(model: str, refs: dict, exact: dict, t_end: float, late: torch.Tensor,
     return row
 
 
-def kept_rows(out: Path, reference: str, seeds: list, t_end: float, models) -> list:
-    """The rows of ``out`` (if it exists) of models other than ``models``; ``out`` must have been scored
-    against the same reference quenches to the same time."""
-    if not out.exists():
-        return []
-    old = json.loads(out.read_text())
-    if (old["reference"], old["seeds"], old["t_end"]) != (reference, seeds, t_end):
-        raise ValueError(f"{out} was scored against {old['reference']} seeds {old['seeds']} to t = {old['t_end']}, "
-                         f"not {reference} seeds {seeds} to t = {t_end}; use another --out")
-    return [r for r in old["models"] if r["model"] not in models]
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="saved stems or shipped names")
@@ -150,7 +138,8 @@ def main(argv=None) -> dict:
     work = Path(a.work)
     exact = {s: FieldDataset(label_fixed(r["spins"], work / f"exact_seed{s}.h5", recipe)).fields for s, r in refs.items()}
     out = Path(a.out)
-    kept = kept_rows(out, a.reference, sorted(refs), a.t_end, a.models)  # rows of other models scored before
+    kept = kept_rows(out, {"reference": a.reference, "seeds": sorted(refs), "t_end": a.t_end},
+                     a.models)  # rows of other models scored before
     late = final_spins("05-square-phase-separation")
     rows = kept + [score(m, refs, exact, a.t_end, late, log=lambda *x: print(*x, flush=True)) for m in a.models]
     for r in rows:  # (a kept row whose network is no longer on this machine keeps its record)

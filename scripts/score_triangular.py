@@ -35,7 +35,7 @@ from sdlib.datagen import study  # noqa: E402
 from sdlib.datagen.candidates import heldout_times  # noqa: E402
 from sdlib.datagen.committee import _rel  # noqa: E402
 from sdlib.datagen.reference import read_reference, reference_paths, replay_chirality  # noqa: E402
-from sdlib.io import atomic_write  # noqa: E402
+from sdlib.io import atomic_write, kept_rows  # noqa: E402
 from sdlib.lattice import Lattice  # noqa: E402
 from sdlib.nn import MLForceField  # noqa: E402
 from sdlib.provenance import provenance  # noqa: E402
@@ -108,21 +108,9 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
     return row
 
 
-def kept_rows(out: Path, a, refs: list) -> list:
-    """The rows of an earlier ``out`` (``--update``), checked to be comparable with a scoring now."""
-    if not out.exists():
-        return []
-    old = json.loads(out.read_text())
-    if (old["reference"], old["heldout"], old["every"]) != (a.reference, a.heldout, a.every):
-        raise SystemExit(f"--update: {out} was scored with --reference {old['reference']} --heldout {old['heldout']} "
-                         f"--every {old['every']}; score every model again instead")
-    t_end = {str(r["params"]["seed"]): r["spins_t"][r["spins_t"] <= r["t_reached"] + 1e-9].max().item() for r in refs}
-    for row in old["models"]:
-        got = {s: v["t"][-1] for s, v in row["exact"].items()}
-        if got.keys() != t_end.keys() or any(abs(got[s] - t_end[s]) > 1e-9 for s in got):
-            raise SystemExit(f"--update: {row['model']} in {out} was replayed to {got}, the exact quenches have "
-                             f"reached {t_end}; score every model again instead")
-    return old["models"]
+def replayed_to(refs: list) -> dict:
+    """{seed: the last stored time each replay reaches} of the exact quenches as scored now."""
+    return {str(r["params"]["seed"]): r["spins_t"][r["spins_t"] <= r["t_reached"] + 1e-9].max().item() for r in refs}
 
 
 def main(argv=None) -> dict:
@@ -135,6 +123,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--update", action="store_true", help="keep OUT's rows of the models not named now")
+    ap.add_argument("--t-end", type=float, default=None,
+                    help="score the exact quenches only to this time (default: as far as each has run)")
     a = ap.parse_args(argv)
     if a.every < 1:
         ap.error(f"--every must be an integer >= 1, got {a.every}")
@@ -144,6 +134,12 @@ def main(argv=None) -> dict:
     held_times = heldout_times(recipe, len(held))  # make_heldout's order: per bath, one quench, the frame times
     refs = [read_reference(p) | {"path": p} for p in reference_paths(a.reference)]
     refs = [r for r in refs if r["t_reached"] >= 10]
+    if a.t_end is not None:
+        if not a.t_end >= 10:
+            ap.error(f"--t-end must be >= 10 (the replay needs domains to compare), got {a.t_end}")
+        for r in refs:  # the quench as it stood at t_end
+            cut = r["spins_t"] <= a.t_end + 1e-9
+            r.update(spins=r["spins"][cut], spins_t=r["spins_t"][cut], t_reached=min(r["t_reached"], a.t_end))
     frames = {}
     for r in refs:
         k = torch.arange(0, len(r["spins"]), a.every)
@@ -151,11 +147,12 @@ def main(argv=None) -> dict:
         model = SDModel(lat, t=recipe.t, J=recipe.J, mu=recipe.mu, kT=recipe.kT)  # the recipe's dynamics there
         frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
                                        exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))
-    kept = kept_rows(Path(a.out), a, refs) if a.update else []
+    match = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "replayed_to": replayed_to(refs)}
+    kept = kept_rows(Path(a.out), match, a.models) if a.update else []
     rows = [score(m, held, held_times, recipe.frame_times, refs, frames, log=lambda *x: print(*x, flush=True))
             for m in a.models]
-    rows += [r for r in kept if r["model"] not in a.models]
-    out = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "models": rows,
+    rows += kept
+    out = match | {"t_end": a.t_end, "models": rows,
            "recipe": recipe.to_dict(), "provenance": provenance()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(Path(a.out), mode="w") as fh:

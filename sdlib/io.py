@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "write_grand_labels", "read_grand_labels"]
+__all__ = ["atomic_write", "TrajectoryWriter", "read_trajectory", "write_grand_labels", "read_grand_labels", "kept_rows"]
 
 
 @contextlib.contextmanager
@@ -152,3 +152,20 @@ def read_grand_labels(path) -> dict:
         out = {k: torch.from_numpy(h5[k][...]) for k in GRAND_KEYS}
         out["params"] = json.loads(h5.attrs["params"])
     return out
+
+
+def kept_rows(path, match: dict, models) -> list:
+    """The rows (``"models"``, each with a ``"model"`` name) of an earlier score file ``path`` of the
+    models not in ``models``, so that a network added later is scored alone; [] if there is no file.
+    The file must hold the same values as ``match`` (what makes two rows comparable: the reference
+    quenches, the time they were scored to, ...); a ValueError names those that differ."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    differ = {k: (old.get(k), v) for k, v in match.items() if old.get(k) != v}
+    if differ:
+        raise ValueError(f"{path} was scored with " + ", ".join(f"{k} = {o!r}" for k, (o, _) in differ.items())
+                         + ", not " + ", ".join(f"{k} = {v!r}" for k, (_, v) in differ.items())
+                         + "; use another --out or score every model again")
+    return [r for r in old["models"] if r["model"] not in models]

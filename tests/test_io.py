@@ -1,10 +1,13 @@
-"""Trajectory files, atomic writes and the quench-data generator survive interruptions."""
+"""Trajectory files, atomic writes and the quench-data generator survive interruptions; score files
+keep only comparable rows."""
+import json
+
 import pytest
 import torch
 
 from sdlib import lattice, random_spins
 from sdlib.datagen import generate_quench_data
-from sdlib.io import TrajectoryWriter, atomic_write, read_trajectory
+from sdlib.io import TrajectoryWriter, atomic_write, kept_rows, read_trajectory
 from tests.test_dynamics import Heisenberg
 
 
@@ -80,3 +83,16 @@ def test_generate_quench_data_matches_an_llg_run_and_resumes(tmp_path):
     assert torch.equal(final, d["spins"][-1])
     assert torch.allclose(d["fields"][-1], ff(final).fields)
     assert d["params"]["kT"] == 0.2 and d["params"]["every"] == 5
+
+
+def test_rows_of_other_models_are_kept_for_the_same_reference_only(tmp_path):
+    out = tmp_path / "scores.json"
+    match = {"reference": "ref", "seeds": [0, 1], "t_end": 40.0}
+    assert kept_rows(out, match, ["a"]) == []  # nothing scored yet
+    out.write_text(json.dumps(match | {"models": [{"model": "a"}, {"model": "b"}]}))
+    assert kept_rows(out, match, ["a"]) == [{"model": "b"}]
+    assert kept_rows(out, match, ["c"]) == [{"model": "a"}, {"model": "b"}]
+    with pytest.raises(ValueError, match="t_end = 40.0, not t_end = 20.0"):
+        kept_rows(out, match | {"t_end": 20.0}, ["a"])
+    with pytest.raises(ValueError, match="replayed_to = None"):  # a key the old file lacks differs too
+        kept_rows(out, match | {"replayed_to": {"0": 180.0}}, ["a"])

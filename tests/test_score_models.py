@@ -1,7 +1,6 @@
 """scripts/score_models.py: a fixed-filling network's row against exact reference quenches, checked
 on a 6 x 6 lattice against a direct evaluation (exact canonical fields by ExactSolver, the network's
-own fixed-filling fields, the replay); rows of earlier calls are kept only for the same reference."""
-import json
+own fixed-filling fields, the replay)."""
 
 import pytest
 import torch
@@ -42,14 +41,3 @@ def test_row_matches_a_direct_evaluation(tmp_path):
         assert row["replay"][str(s)]["max_dcorr"] == pytest.approx(d.max().item(), rel=1e-10)
         assert d[0] == 0 and d.max() > 0  # the same start; different fields
     assert row["replay_max_dcorr"] == max(v["max_dcorr"] for v in row["replay"].values())
-
-
-def test_rows_of_other_models_are_kept_for_the_same_reference_only(tmp_path):
-    sm = load_script("score_models")
-    out = tmp_path / "scores.json"
-    assert sm.kept_rows(out, "ref", [0, 1], 40.0, ["a"]) == []
-    out.write_text(json.dumps({"reference": "ref", "seeds": [0, 1], "t_end": 40.0,
-                               "models": [{"model": "a"}, {"model": "b"}]}))
-    assert sm.kept_rows(out, "ref", [0, 1], 40.0, ["a"]) == [{"model": "b"}]
-    with pytest.raises(ValueError, match="use another --out"):
-        sm.kept_rows(out, "ref", [0, 1], 20.0, ["a"])

@@ -2,8 +2,6 @@
 stored frames of exact quenches, the replay's chirality correlation length) against a direct
 evaluation, on a 12 x 12 exact quench of the study's physics."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -59,19 +57,8 @@ def test_row_matches_a_direct_evaluation(tmp_path):
     assert max(r["L_exact"]) < 1 and np.isnan(r["onset_exact"]) and r["late_dev"] is None
 
 
-def test_update_keeps_only_rows_scored_against_the_same_quench(tmp_path):
+def test_replayed_to_is_the_last_stored_frame_the_quench_has_reached():
     sm = load_script("score_triangular")
-    refs = [{"params": {"seed": 0}, "t_reached": 180.0, "spins_t": torch.arange(0, 186, 2.5, dtype=torch.float64)}]
-    args = type("A", (), {"reference": "ref", "heldout": "held.h5", "every": 5})()
-    out = tmp_path / "scores.json"
-    assert sm.kept_rows(out, args, refs) == []  # nothing scored yet
-    rows = [{"model": "a", "exact": {"0": {"t": [0.0, 2.5, 180.0]}}}]
-    out.write_text(json.dumps({"reference": "ref", "heldout": "held.h5", "every": 5, "models": rows}))
-    assert sm.kept_rows(out, args, refs) == rows
-    refs[0]["t_reached"] = 185.0  # the quench has run on: the old replay is shorter
-    with pytest.raises(SystemExit, match="replayed to"):
-        sm.kept_rows(out, args, refs)
-    refs[0]["t_reached"] = 180.0
-    args.every = 2
-    with pytest.raises(SystemExit, match="--every 5"):
-        sm.kept_rows(out, args, refs)
+    refs = [{"params": {"seed": 0}, "t_reached": 180.0, "spins_t": torch.arange(0, 186, 2.5, dtype=torch.float64)},
+            {"params": {"seed": 3}, "t_reached": 12.0, "spins_t": torch.arange(0, 15, 2.5, dtype=torch.float64)}]
+    assert sm.replayed_to(refs) == {"0": 180.0, "3": 10.0}
