@@ -128,14 +128,16 @@ def test_square_model_conserves_electrons_and_orders_the_uniform_states_as_ed():
 
 
 # The triangular network of the study's own physics (T_e = 0.1, grand canonical at μ = −2.4194, J = 2),
-# committed with its provenance in book/runs/04-cpu-candidate (chapter 04 reads it). Issue 21's target
-# for a network bounded by its cutoff is the locality floor + 0.02: at R = 5 the exact torques change
-# by 0.21–0.23 of their rms when the spins beyond R are swapped (chapter 03), so 0.25. The network
-# does not reach it yet (0.261 here: 0.249, 0.271, 0.295 at t = 12.5, 50, 100); TOL_STUDY is that
-# accuracy plus a margin for the float32 trajectory on another machine, so that a worse network fails.
-STUDY_NETWORK = "book/runs/04-cpu-candidate/r5w"
+# committed with its provenance in book/runs/04-cpu-candidate (chapter 04 reads it): r5x, the best so
+# far. Issue 21's target for a network bounded by its cutoff is the locality floor + 0.02: at R = 5
+# the exact torques change by 0.21–0.23 of their rms when the spins beyond R are swapped (chapter
+# 03), so 0.25. The network reaches it here only just (0.250: 0.239, 0.259, 0.278 at t = 12.5, 50,
+# 100; r5w, before it, 0.261) and misses it on the exact quench's own frames (0.258, scores.json),
+# so TOL_STUDY is the accuracy reached here plus a margin for the float32 trajectory on another
+# machine: a worse network fails.
+STUDY_NETWORK = "book/runs/04-cpu-candidate/r5x"
 STUDY_FLOOR_TARGET = 0.25
-TOL_STUDY = 0.30
+TOL_STUDY = 0.28
 STUDY_L, STUDY_FRAME_T, STUDY_SEED = 36, (12.5, 50.0, 100.0), 9101
 
 
@@ -161,4 +163,5 @@ def test_study_network_on_fresh_exact_36x36_frames():
     t_ml, t_ref = torque(spins, ff(spins).fields), torque(spins, ref)
     rel_of = lambda k: ((t_ml[k] - t_ref[k]).pow(2).sum() / t_ref[k].pow(2).sum()).sqrt().item()
     rel, per_frame = rel_of(slice(None)), [round(rel_of(k), 3) for k in range(len(spins))]
-    assert rel <= TOL_STUDY, f"{STUDY_NETWORK}: relative torque error {rel:.4f} > {TOL_STUDY} (frames: {per_frame})"
+    assert rel <= TOL_STUDY, (f"{STUDY_NETWORK}: relative torque error {rel:.4f} > {TOL_STUDY} (frames: {per_frame}; "
+                              f"the target, the locality floor + 0.02, is {STUDY_FLOOR_TARGET})")
