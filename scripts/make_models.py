@@ -7,6 +7,7 @@ Usage (from the repository root; scripts/README.md has the full recipes)::
     python scripts/make_models.py label square data/active/square/round1/frames.h5 --to DIR --shard 0/4
     python scripts/make_models.py gpu-round square --work data/active/square --out $OUT [--minutes 9] [--dry-run]
     python scripts/make_models.py candidate square --work data/active/square --name c46 --set cutoff=4.6 [--record DIR]
+        [--also WORK2]  (also WORK2's labels: e.g. a --data-only run of the recipe at later frame times)
 
     # the models shipped in sdlib/data (sdlib.datagen.shipped, shipped_train)
     python scripts/make_models.py generate square-double-exchange [--data data/models] [--shard k/n] [--extra]
@@ -54,18 +55,24 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--max-minutes", type=float, default=None, help="training minutes per member")
             s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR")
         if stage == "candidate":
-            s.add_argument("--name", required=True, help="the candidate's directory in WORK/candidates")
+            s.add_argument("--name", default=None, help="the candidate's directory in WORK/candidates")
             s.add_argument("--frames", type=int, default=None, help="train on this many of the run's frames only")
+            s.add_argument("--also", action="append", default=[], metavar="WORK2", help="also train on the labels of "
+                           "this work directory (another run of the recipe, e.g. frames of later quench times)")
             s.add_argument("--lr", type=float, default=None, help="first learning rate (default: TRAIN, or WARM)")
             s.add_argument("--lr-final", type=float, default=None, help="last learning rate")
             s.add_argument("--grad-clip", type=float, default=None, help="clip a step's gradient norm at this many "
                            "times the median of the recent steps (sdlib.training.train; default none)")
             s.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better "
                            "validation loss (default: TRAIN's)")
+            s.add_argument("--frame-norm", action="store_true", help="weight each frame by the inverse mean square "
+                           "of its torques: quiet frames (late coarsening) count as much as noisy ones")
             s.add_argument("--fm-weight", type=float, default=None, help="loss weight of the sites inside FM "
                            "clusters (>= 3/4 of their bonds FM; default 1: all sites equal)")
             s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
                            "frames and round 0 with this many seed quenches per bath, labelled on --device")
+            s.add_argument("--data-only", action="store_true", help="make (or complete) the held-out frames and "
+                           "round 0, labelled, and stop (no network; --name is then not needed)")
         elif stage == "active":
             s.add_argument("--rounds", type=int, default=2)
             s.add_argument("--seed-quenches", type=int, default=None, help="seed quenches per bath (default: the recipe's)")
@@ -146,12 +153,18 @@ def run_study(args) -> None:
         return
     kw = {"epochs": args.epochs, "init_from": init, "max_minutes": args.max_minutes}
     if args.stage == "candidate":  # member 0 of the recipe on every label of the run, then the comparison
-        if args.seed_quenches is not None:  # a fresh machine (a GPU window) makes its own labels
+        if args.seed_quenches is not None or args.data_only:  # a fresh machine (a GPU window) makes its own labels
             seed_data(recipe, args.work, args.driver, device=args.device, chunk=args.chunk,
                       n_seed_quenches=args.seed_quenches)
+            if args.data_only:
+                return
+        if args.name is None:
+            raise ValueError("candidate needs --name (the network's directory in WORK/candidates) unless --data-only")
         lrs = {k: v for k, v in (("lr", args.lr), ("lr_final", args.lr_final), ("fm_weight", args.fm_weight),
-                                 ("grad_clip", args.grad_clip), ("patience", args.patience)) if v is not None}
-        train_candidate(recipe, args.work, args.name, device=args.device, frames=args.frames, **kw, **lrs)
+                                 ("grad_clip", args.grad_clip), ("patience", args.patience),
+                                 ("frame_norm", args.frame_norm or None)) if v is not None}
+        train_candidate(recipe, args.work, args.name, also=args.also, device=args.device, frames=args.frames, **kw,
+                        **lrs)
         if args.record:
             record_candidates(args.work, args.record)
         return

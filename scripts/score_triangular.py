@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,20 +72,39 @@ def exact_fields(spins: torch.Tensor, path: Path, model: SDModel) -> torch.Tenso
     return fields
 
 
+def heldout_row(ff: MLForceField, held: FieldDataset, held_times: torch.Tensor, frame_times) -> dict:
+    """Relative torque error of ``ff`` on the held-out frames ``held``, in all and per frame time."""
+    f = torch.cat([ff(held.spins[i:i + 4]).fields for i in range(0, len(held), 4)])
+    return {"lattice": int(round(held.spins.shape[-2] ** 0.5)), "frames": len(held), "torque_rel": _rel(held.spins, f, held.fields),
+            "by_time": {f"{t:g}": _rel(held.spins[held_times == t], f[held_times == t], held.fields[held_times == t])
+                        for t in frame_times}}
+
+
+def read_heldout(path) -> tuple:
+    """(labels, quench time of each frame, the frame times) of a held-out file of ``make_heldout``: the
+    times are those of the recipe the file was made with (stored in it)."""
+    with h5py.File(path, "r") as h5:
+        made = json.loads(h5.attrs["params"])["recipe"]
+    recipe = study("triangular").replace(frame_times=tuple(made["frame_times"]), bath_kT=tuple(made["bath_kT"]))
+    held = FieldDataset(path)
+    return held, heldout_times(recipe, len(held)), recipe.frame_times
+
+
 def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times, refs: list, frames: dict,
-          log=print) -> dict:
+          log=print, late: tuple | None = None) -> dict:
     """The row of one model: ``held`` held-out labels and their quench times; ``refs`` the exact quenches
     (``read_reference`` arrays and "path"); ``frames`` {seed: (times, spins, exact fields)} of their
-    scored configurations."""
+    scored configurations; ``late``: a second held-out set (labels, times, frame times), e.g. of later
+    quench times."""
     t0 = time.time()
     n_side = int(round(held.spins.shape[-2] ** 0.5))
     ff = load(model, Lattice("triangular", n_side))
-    f_held = torch.cat([ff(held.spins[i:i + 4]).fields for i in range(0, len(held), 4)])
     row = {"model": model, "weights_sha256": ff.weights_sha256, "physics": ff.physics,
            "cutoff": ff.descriptor.cutoff, "n_features": ff.descriptor.n_features,
-           "heldout": {"lattice": n_side, "frames": len(held), "torque_rel": _rel(held.spins, f_held, held.fields),
-                       "by_time": {f"{t:g}": _rel(held.spins[held_times == t], f_held[held_times == t],
-                                                  held.fields[held_times == t]) for t in frame_times}}}
+           "heldout": heldout_row(ff, held, held_times, frame_times)}
+    if late is not None:
+        row["heldout_late"] = heldout_row(load(model, Lattice("triangular", int(round(late[0].spins.shape[-2] ** 0.5)))),
+                                          *late)
     row["exact"] = {}
     for ref in refs:
         seed = ref["params"]["seed"]
@@ -117,6 +137,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="saved stems or shipped names")
     ap.add_argument("--heldout", required=True, help="held-out labels of a data-engine run (labels.h5)")
+    ap.add_argument("--heldout-late", default=None, help="a second held-out set, e.g. of later quench times")
     ap.add_argument("--reference", default="book/runs/04-exact-36x36")
     ap.add_argument("--every", type=int, default=5, help="score every this many stored frames of the exact quenches")
     ap.add_argument("--work", default="data/score-tri", help="cache of the exact fields of those frames")
@@ -130,8 +151,8 @@ def main(argv=None) -> dict:
         ap.error(f"--every must be an integer >= 1, got {a.every}")
     torch.set_num_threads(a.threads)
     recipe = study("triangular")
-    held = FieldDataset(a.heldout)
-    held_times = heldout_times(recipe, len(held))  # make_heldout's order: per bath, one quench, the frame times
+    held, held_times, frame_times = read_heldout(a.heldout)  # make_heldout's order: per bath, one quench, the times
+    late = None if a.heldout_late is None else read_heldout(a.heldout_late)
     refs = [read_reference(p) | {"path": p} for p in reference_paths(a.reference)]
     refs = [r for r in refs if r["t_reached"] >= 10]
     if a.t_end is not None:
@@ -148,8 +169,10 @@ def main(argv=None) -> dict:
         frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
                                        exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))
     match = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "replayed_to": replayed_to(refs)}
+    if late is not None:  # (absent otherwise: files scored without one stay comparable)
+        match["heldout_late"] = a.heldout_late
     kept = kept_rows(Path(a.out), match, a.models) if a.update else []
-    rows = [score(m, held, held_times, recipe.frame_times, refs, frames, log=lambda *x: print(*x, flush=True))
+    rows = [score(m, held, held_times, frame_times, refs, frames, log=lambda *x: print(*x, flush=True), late=late)
             for m in a.models]
     rows += kept
     out = match | {"t_end": a.t_end, "models": rows,

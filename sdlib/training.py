@@ -14,7 +14,11 @@ from the epoch at which λ reaches its final value (the best such weights are ke
 sites, Σ w_i |d_i|² / (3 Σ w_i): sites that are rare in the data but decide the physics (the sites
 inside the FM clusters of the square study, a few % of all sites, whose torques are the least
 local) count more; the validation loss of early stopping is weighted the same way, while
-:func:`evaluate` reports plain errors.
+:func:`evaluate` reports plain errors. ``frame_norm=True`` weights each configuration b of a batch
+by r̄/r_b, r_b the mean square of its reference torques (fields for target="field") and r̄ their
+batch mean: the term becomes the batch mean of the squared *relative* error of each configuration
+times r̄, so quiet configurations (late coarsening, ordered domains: torques several times smaller)
+count as much as noisy ones, as the relative error by which a network is judged counts them.
 Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
 frames to two splits.
 
@@ -212,30 +216,36 @@ def loss_terms(ff, spins, fields, energy, target: str = "torque", create_graph: 
     return batch_losses(ff, {"spins": spins, "fields": fields, "energy": energy}, target, create_graph)
 
 
-def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = True, site_weights=None):
+def batch_losses(ff, batch: dict, target: str = "torque", create_graph: bool = True, site_weights=None,
+                 frame_norm: bool = False):
     """(field-or-torque MSE, energy-per-site MSE) of ``ff`` on a batch dict of a dataset.
 
     A batch with ``mu`` (:class:`GrandDataset`) is evaluated by ``ff.grand`` at those μ, and its
     second term adds the MSE of the electrons per site. ``site_weights``: a callable of the spins
     ``[B, N, 3]`` giving ``[B, N]`` weights ≥ 0 (:class:`FMSiteWeights`); the first term is then
-    the weighted mean over sites (equal to the MSE for equal weights).
+    the weighted mean over sites (equal to the MSE for equal weights). ``frame_norm``: each
+    configuration weighted by r̄/r_b (module docstring).
     """
     spins = batch["spins"].to(ff.dtype)
     grand = "mu" in batch
     out = ff.grand(spins, batch["mu"], create_graph=create_graph) if grand else ff(spins, create_graph=create_graph)
     ref = batch["fields"].to(out.fields)
-    if target == "torque":
-        d = torque(spins.to(ref), out.fields) - torque(spins.to(ref), ref)
-    else:
-        d = out.fields - ref
+    target_ref = torque(spins.to(ref), ref) if target == "torque" else ref
+    d = (torque(spins.to(ref), out.fields) if target == "torque" else out.fields) - target_ref
     N = spins.shape[-2]
     le = ((out.energy - batch["energy"].to(out.energy)) / N).pow(2).mean()
     if grand:
         le = le + ((out.number - batch["number"].to(out.number)) / N).pow(2).mean()
-    if site_weights is None:
-        return d.pow(2).mean(), le
-    w = site_weights(spins).to(d)
-    return (w[..., None] * d.pow(2)).sum() / (3 * w.sum()), le
+    w = None if site_weights is None else site_weights(spins).to(d)
+    if not frame_norm:
+        return (d.pow(2).mean() if w is None else (w[..., None] * d.pow(2)).sum() / (3 * w.sum())), le
+    r = target_ref.detach().pow(2).mean(dim=(-2, -1))  # [B]: mean square reference torque of each configuration
+    if not bool((r > 0).all()):
+        raise ValueError("frame_norm needs configurations with nonzero reference torques (fields); a batch "
+                         "holds one whose torques all vanish (an exactly ordered state?)")
+    per_frame = (d.pow(2).mean(dim=(-2, -1)) if w is None
+                 else (w[..., None] * d.pow(2)).sum(dim=(-2, -1)) / (3 * w.sum(dim=-1)))
+    return (per_frame * (r.mean() / r)).mean(), le
 
 
 @torch.no_grad()
@@ -281,11 +291,12 @@ def _batches(n: int, batch_size: int, seed: int):
     return [perm[k:k + batch_size] for k in range(0, n, batch_size)]
 
 
-def _val_loss(ff, val_set, batch_size, target, site_weights=None) -> tuple[float, float]:
+def _val_loss(ff, val_set, batch_size, target, site_weights=None, frame_norm=False) -> tuple[float, float]:
     lf = le = 0.0
     for k in range(0, len(val_set), batch_size):
         idx = torch.arange(k, min(k + batch_size, len(val_set)))
-        f, en = batch_losses(ff, val_set.batch(idx), target, create_graph=False, site_weights=site_weights)
+        f, en = batch_losses(ff, val_set.batch(idx), target, create_graph=False, site_weights=site_weights,
+                             frame_norm=frame_norm)
         lf, le = lf + f.item() * len(idx), le + en.item() * len(idx)
     return lf / len(val_set), le / len(val_set)
 
@@ -294,7 +305,8 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
           lr: float = 3e-3, lr_final: float = 1e-4, target: str = "torque", energy_weight_final: float = 0.1,
           energy_start: int | None = None, energy_ramp: int | None = None, patience: int = 20,
           checkpoint=None, seed: int = 0, progress: bool = True, max_minutes: float | None = None,
-          normalize: bool = True, keep_initial: bool = False, site_weights=None, grad_clip: float | None = None) -> dict:
+          normalize: bool = True, keep_initial: bool = False, site_weights=None, grad_clip: float | None = None,
+          frame_norm: bool = False) -> dict:
     """Fit ``ff`` (an ``MLForceField``) in place; return the history dict.
 
     History: ``epoch``, ``train_loss``, ``train_field``, ``val_field``, ``val_energy``, ``lr``,
@@ -304,6 +316,8 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
     start, :mod:`sdlib.warmstart`, with ``normalize=False``) counts the starting weights as epoch -1
     of the best-validation choice, so the result is never worse on validation than the start.
     ``site_weights``: per-site weights of the field/torque term (module docstring; None: equal).
+    ``frame_norm``: weight each configuration by the inverse mean square of its reference torques
+    (module docstring); the validation loss is weighted the same way.
     ``grad_clip`` = c: a step whose gradient norm exceeds c times the median norm of the last
     ``CLIP_WINDOW`` steps is scaled down to that (none during the first ``CLIP_WARMUP`` steps); the
     number of such steps is returned as ``clipped_steps``. A rare very large gradient (a level of the
@@ -327,10 +341,12 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
         run_cfg["site_weights"] = repr(site_weights)
     if grad_clip is not None:  # (likewise)
         run_cfg["grad_clip"] = float(grad_clip)
+    if frame_norm:  # (likewise)
+        run_cfg["frame_norm"] = True
     if checkpoint is not None and os.path.exists(checkpoint):
         hist, state = _resume(checkpoint, ff, opt, run_cfg)
     elif keep_initial:
-        state["best_val"] = _val_loss(ff, val_set, 2 * batch_size, target, site_weights)[0]
+        state["best_val"] = _val_loss(ff, val_set, 2 * batch_size, target, site_weights, frame_norm)[0]
     t0, stopped = time.time() - state["wall"], "epochs"
     bar = tqdm(range(state["start"], epochs), disable=not progress, desc="training")
     for epoch in bar:
@@ -341,7 +357,7 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
         tot = fld = 0.0
         for j, idx in enumerate(_batches(len(train_set), batch_size, seed * 100003 + epoch)):
             lf, le = batch_losses(ff, train_set.batch(idx, (seed * 7919 + epoch) * 100003 + j), target,
-                                  site_weights=site_weights)
+                                  site_weights=site_weights, frame_norm=frame_norm)
             loss = lf + lam * le
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -349,7 +365,7 @@ def train(ff, train_set: FieldDataset, val_set: FieldDataset, *, epochs: int = 1
                 _clip_gradient(ff.net.parameters(), grad_clip, state)
             opt.step()
             tot, fld = tot + loss.item() * len(idx), fld + lf.item() * len(idx)
-        vf, ve = _val_loss(ff, val_set, 2 * batch_size, target, site_weights)
+        vf, ve = _val_loss(ff, val_set, 2 * batch_size, target, site_weights, frame_norm)
         for k, v in zip(hist, (epoch, tot / len(train_set), fld / len(train_set), vf, ve, rate, lam)):
             hist[k].append(v)
         # early stopping only judges epochs trained with the final energy weight: a model kept

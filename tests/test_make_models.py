@@ -109,6 +109,25 @@ def test_candidate_makes_its_own_labels_on_a_fresh_machine(tmp_path):
     assert (work / "heldout" / "labels.h5").is_file()
     row = json.loads((rec / "candidates.json").read_text())["networks"]["x"]
     assert row["frames"] == {"train": 8, "val": 2} and row["grad_clip"] == 3.0 and row["levels"] == 4
+    # frames of a later quench time, made by a second run (--data-only: no network), added with --also
+    late = tmp_path / "late"
+    r = cli("candidate", "square", "--work", str(late), "--set", "L=8", "--set", "cutoff=3.5", "--set", "frame_times=1.5", "--set",
+            "bath_kT=0,0.05", "--set", "ordered=0", "--driver", "pretrained", "--seed-quenches", "2", "--data-only",
+            "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert not (late / "candidates").exists()
+    with h5py.File(late / "round0" / "labels" / "c00000.h5") as h5:  # 2 quenches x 2 baths x 1 time
+        assert h5["fields"].shape[0] == 4 and sorted(set(h5["time"][...].round(6))) == [1.5]
+    r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5", "--also", str(late),
+            "--init-from", "none", "--epochs", "1", "--name", "y", "--device", "cpu", "--set", "levels=4")
+    assert r.returncode == 0, r.stderr
+    prov = json.loads((work / "candidates" / "y" / "member0.json").read_text())["provenance"]
+    assert sum(prov["frames"].values()) == 14
+    assert prov["files"] == ["w/round0/labels/c00000.h5", "late/round0/labels/c00000.h5"]
+    r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5", "--also", str(work), "--name", "z")
+    assert r.returncode == 2 and "other than work" in r.stderr
+    r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5")
+    assert r.returncode == 2 and "candidate needs --name" in r.stderr
 
 
 def test_shipped_pipeline_runs_at_a_tiny_size(tmp_path):

@@ -62,3 +62,40 @@ def test_replayed_to_is_the_last_stored_frame_the_quench_has_reached():
     refs = [{"params": {"seed": 0}, "t_reached": 180.0, "spins_t": torch.arange(0, 186, 2.5, dtype=torch.float64)},
             {"params": {"seed": 3}, "t_reached": 12.0, "spins_t": torch.arange(0, 15, 2.5, dtype=torch.float64)}]
     assert sm.replayed_to(refs) == {"0": 180.0, "3": 10.0}
+
+
+def test_t_end_scores_the_quench_as_it_stood_and_a_late_heldout_set_is_scored_apart(tmp_path):
+    """``--t-end``: the rows of the exact quench cut at t_end are the first part of the complete rows (the
+    stored frames, the exact L(t) and the network's replay); ``--heldout-late``: a second held-out set
+    with its own frame times (read from the file), scored like the first; a file scored to another time
+    refuses ``--update``."""
+    sm = load_script("score_triangular")
+    run_reference(SMALL, tmp_path / "ref", (2,), 12.5, bath_kT=0.0, corr_every=2, spins_every=10,
+                  checkpoint_every=25, log=lambda *_: None)
+    early, late = SMALL, SMALL.replace(frame_times=(8.0,))  # five bath temperatures: 10 and 5 frames
+    label_fixed(random_spins(144, 10, seed=3), tmp_path / "held.h5", early)
+    late_spins = random_spins(144, 5, seed=4)
+    label_fixed(late_spins, tmp_path / "late.h5", late)
+    args = ["triangular-tetrahedral", "--heldout", str(tmp_path / "held.h5"), "--reference", str(tmp_path / "ref"),
+            "--work", str(tmp_path / "work"), "--every", "1"]
+    full = sm.main(args + ["--out", str(tmp_path / "full.json")])
+    cut = sm.main(args + ["--out", str(tmp_path / "cut.json"), "--t-end", "10", "--heldout-late", str(tmp_path / "late.h5")])
+    assert full["replayed_to"] == {"2": 12.5} and cut["replayed_to"] == {"2": 10.0} and cut["t_end"] == 10
+    f, c = full["models"][0], cut["models"][0]
+    assert c["heldout"] == f["heldout"] and sorted(c["heldout"]["by_time"]) == ["2", "5"] and "heldout_late" not in f
+    ef, ec = f["exact"]["2"], c["exact"]["2"]
+    assert ef["frame_t"] == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5] and ec["frame_t"] == ef["frame_t"][:5]
+    assert ec["torque_rel_per_frame"] == pytest.approx(ef["torque_rel_per_frame"][:5], rel=1e-12)
+    n = len(ec["t"])
+    assert ec["t"][-1] == pytest.approx(10.0) and ec["t"] == ef["t"][:n] and n < len(ef["t"])
+    assert ec["L_exact"] == pytest.approx(ef["L_exact"][:n], rel=1e-12)
+    assert ec["L_ml"] == pytest.approx(ef["L_ml"][:n], rel=1e-9)
+    hl = c["heldout_late"]
+    assert hl["frames"] == 5 and list(hl["by_time"]) == ["8"] and hl["lattice"] == 12
+    ff = MLForceField.pretrained("triangular-tetrahedral", lattice=lattice.triangular(12))
+    solver = ExactSolver(SDModel(lattice.triangular(12), J=2.0, mu=SMALL.mu, kT=SMALL.kT))
+    direct = torch.stack([solver(x).fields for x in late_spins])
+    net = torch.stack([ff(x).fields for x in late_spins])
+    assert hl["torque_rel"] == pytest.approx(torque_rel(late_spins, net, direct), rel=1e-8)
+    with pytest.raises(ValueError, match="replayed_to"):
+        sm.main(args + ["--out", str(tmp_path / "cut.json"), "--update", "--heldout-late", str(tmp_path / "late.h5")])

@@ -181,6 +181,37 @@ def test_weighted_torque_loss_is_the_weighted_mean_over_sites(files):
     assert math.isclose(plain.item(), (d2.sum() / (3 * d2.numel())).item(), rel_tol=1e-10) and le.item() == le0.item()
 
 
+def test_frame_norm_weighs_each_configuration_by_its_inverse_mean_square_torque(files):
+    """frame_norm: the batch mean of r̄ · (squared error / r_b) per configuration, r_b the mean square of
+    its reference torques (computed here by hand); equal to the plain MSE when every r_b is the same;
+    a configuration without torques is refused by name."""
+    ds = FieldDataset(files[:2])
+    ff = make_ff()
+    fit_normalization(ff, ds)
+    b = ds.batch(torch.arange(0, 24, 3))  # frames along the tilted trajectories: their torques differ
+    out = ff(b["spins"].to(ff.dtype), create_graph=False)
+    t_ref = torque(b["spins"], b["fields"])
+    d2 = (torque(b["spins"], out.fields.double()) - t_ref).pow(2)  # [B, N, 3]
+    r = t_ref.pow(2).mean(dim=(-2, -1))
+    assert r.max() > 1.5 * r.min()
+    lf, le = batch_losses(ff, b, frame_norm=True, create_graph=False)
+    assert math.isclose(lf.item(), (r.mean() * d2.mean(dim=(-2, -1)) / r).mean().item(), rel_tol=1e-10)
+    plain, le0 = batch_losses(ff, b, create_graph=False)
+    assert not math.isclose(lf.item(), plain.item(), rel_tol=1e-3) and le.item() == le0.item()
+    same = {k: (v[:1].expand(4, *v.shape[1:]) if torch.is_tensor(v) and v.dim() else v) for k, v in b.items()}
+    assert math.isclose(batch_losses(ff, same, frame_norm=True, create_graph=False)[0].item(),
+                        batch_losses(ff, same, create_graph=False)[0].item(), rel_tol=1e-10)
+    # with site weights: the weighted mean over the sites of each configuration, then weighted by r̄/r_b
+    w = FMSiteWeights(LAT, 4.0)(b["spins"])
+    per = (w[..., None] * d2).sum(dim=(-2, -1)) / (3 * w.sum(-1))
+    lw, _ = batch_losses(ff, b, site_weights=FMSiteWeights(LAT, 4.0), frame_norm=True, create_graph=False)
+    assert math.isclose(lw.item(), (r.mean() * per / r).mean().item(), rel_tol=1e-10)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(b["spins"]).clone()
+    ordered = dict(b, spins=up, fields=2.0 * up)  # fields along the spins: no torque
+    with pytest.raises(ValueError, match="frame_norm needs configurations with nonzero reference torques"):
+        batch_losses(ff, ordered, frame_norm=True, create_graph=False)
+
+
 def test_weighted_training_checkpoints_its_weights(files, tmp_path):
     """A weighted run resumes only with the same weights; its history is that of a weighted loss."""
     tr, va, _ = split_by_trajectory(files, seed=0)

@@ -49,14 +49,20 @@ def candidate_paths(work) -> list:
     return paths
 
 
-def train_candidate(recipe, work, name: str, *, init_from=None, device=None, log=print, **train_kw) -> MLForceField:
-    """Member 0 of ``recipe`` trained on :func:`candidate_paths` of ``work``, saved in
-    ``<work>/candidates/<name>/`` (``train_committee``: ``init_from`` warm start, ``train_kw`` such as
-    ``epochs`` and ``max_minutes``)."""
+def train_candidate(recipe, work, name: str, *, also=(), init_from=None, device=None, log=print,
+                    **train_kw) -> MLForceField:
+    """Member 0 of ``recipe`` trained on :func:`candidate_paths` of ``work`` and of every work
+    directory in ``also`` (e.g. frames of later quench times gathered by another run of the same
+    recipe), saved in ``<work>/candidates/<name>/`` (``train_committee``: ``init_from`` warm start,
+    ``train_kw`` such as ``epochs`` and ``max_minutes``)."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name must be a plain directory name, got {name!r}")
+    also = [also] if isinstance(also, (str, Path)) else list(also)
+    if any(Path(a).resolve() == Path(work).resolve() for a in also):
+        raise ValueError(f"also must name work directories other than work = {work}: its labels are read once")
+    paths = candidate_paths(work) + [p for a in also for p in candidate_paths(a)]
     out = Path(work) / "candidates" / name
-    return train_committee(recipe, candidate_paths(work), out, members=[0], init_from=init_from, device=device,
+    return train_committee(recipe, paths, out, members=[0], init_from=init_from, device=device,
                            log=log, **train_kw)[0]
 
 
@@ -218,6 +224,7 @@ def record_candidates(work, out, log=print, **measure_kw) -> dict:
                       "train_wall_s": prov.get("wall_s"), "init_from": prov.get("init_from"),
                       "lr": [prov["training"]["lr"], prov["training"]["lr_final"]], "epochs": prov["training"]["epochs"],
                       "fm_weight": prov["training"].get("fm_weight", 1.0), "grad_clip": prov["training"].get("grad_clip"),
+                      "frame_norm": prov["training"].get("frame_norm", False),
                       "levels": cfg.get("levels", 0)}
         try:
             rows[name] |= measure(stem, recipe, work, **measure_kw)

@@ -25,13 +25,15 @@ from ..training import FieldDataset, FMSiteWeights, GrandDataset, fit_normalizat
 from ..warmstart import warm_start
 from .label import default_device
 
-__all__ = ["TRAIN", "WARM", "grand_dataset", "train_committee", "heldout_errors"]
+__all__ = ["TRAIN", "WARM", "grand_dataset", "label_names", "train_committee", "heldout_errors"]
 
 # optimiser settings of a committee member (float32 training; ``train_committee(..., **overrides)``)
 TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", energy_weight_final=1.0,
-             energy_start=1, energy_ramp=2, patience=10, max_minutes=None, fm_weight=1.0, grad_clip=None)
+             energy_start=1, energy_ramp=2, patience=10, max_minutes=None, fm_weight=1.0, grad_clip=None,
+             frame_norm=False)
 # fm_weight: loss weight of the sites inside FM clusters (training.FMSiteWeights; 1: all sites equal)
 # grad_clip: None, or clip rare gradient spikes at that many times the median norm (training.train)
+# frame_norm: weight each configuration by the inverse mean square of its torques (training.train)
 # a warm start (init_from) trains gently: at lr 2e-3 the first steps lose what the start knew
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)
@@ -45,6 +47,17 @@ def grand_dataset(recipe, paths) -> GrandDataset:
     if recipe.n_electrons is None:
         return GrandDataset(paths)
     return GrandDataset(paths, n_electrons=recipe.n_electrons, window=MU_WINDOW)
+
+
+def label_names(paths) -> list[str]:
+    """The label files ``paths`` as the provenance records them: relative to the folder that holds
+    all their labelling runs (``<run>/labels/c*.h5``), e.g. ``round0/labels/c00003.h5``, so that
+    chunks of two runs (``c00000.h5`` of each) stay apart."""
+    paths = [Path(p).resolve() for p in paths]
+    if not paths:
+        return []
+    top = Path(os.path.commonpath([p.parent.parent for p in paths]))
+    return [p.relative_to(top).as_posix() for p in paths]
 
 
 def _subset(ds: GrandDataset, idx: torch.Tensor, device) -> GrandDataset:
@@ -116,7 +129,7 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
         hist = train(ff, tr, va, seed=m, checkpoint=ckpt, progress=False, site_weights=weights, **run)
         ff.provenance = {"recipe": recipe.to_dict(), "committee_member": m, "training": cfg | warm,
                          "init_from": None if init_from is None else str(init_from),
-                         "frames": {"train": len(tr), "val": len(va)}, "files": [os.path.basename(p) for p in ds.paths],
+                         "frames": {"train": len(tr), "val": len(va)}, "files": label_names(ds.paths),
                          "best_epoch": hist["best_epoch"], "stopped": hist["stopped"], "wall_s": round(hist["wall_s"], 1)}
         ff.save(stem)
         ckpt.unlink(missing_ok=True)
