@@ -6,7 +6,9 @@ For every model (a saved stem, or the name of a model shipped in ``sdlib/data``)
   recipe's ensemble, ``datagen.make_heldout``), overall and per frame time;
 - the relative torque error on stored configurations of the exact quenches (``--reference``, by default
   the 36 × 36 ones of ``book/runs/04-exact-36x36``; every ``--every``-th stored frame; exact fields of
-  the recipe's dynamics, cached in ``--work``);
+  the recipe's dynamics, cached in ``--work``), in all, per frame, and over the frames at t ≥ 100 (once
+  domains exist; their torques are several times smaller, and they decide the coarsening);
+- optionally (``--heldout-late``) a second held-out set, e.g. of later quench times;
 - the replay from those quenches' initial spins: the chirality correlation length L(t) against exact,
   the time L reaches one lattice constant, the largest |L/L_exact − 1| at t ≥ 100.
 
@@ -43,6 +45,7 @@ from sdlib.provenance import provenance  # noqa: E402
 from sdlib.training import FieldDataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+LATE = 100.0  # frames of the exact quenches at t >= LATE (domains exist) are also scored on their own
 SHIPPED = ROOT / "sdlib" / "data"
 
 
@@ -117,6 +120,7 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
         late_dev = analysis.largest_deviation(tt, L_ml, L_ex, t_min=100)
         row["exact"][str(seed)] = {
             "lattice": lat.L, "torque_rel": _rel(s, f, h), "frame_t": t.tolist(),
+            "torque_rel_late": _rel(s[t >= LATE], f[t >= LATE], h[t >= LATE]) if bool((t >= LATE).any()) else None,
             "torque_rel_per_frame": [_rel(s[i:i + 1], f[i:i + 1], h[i:i + 1]) for i in range(len(s))],
             "t": tt.tolist(), "L_exact": L_ex.tolist(), "L_ml": L_ml.tolist(),
             "onset_exact": analysis.onset_time(tt, L_ex), "onset_ml": analysis.onset_time(tt, L_ml),

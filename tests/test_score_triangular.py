@@ -17,7 +17,7 @@ from tests.scripts import load_script, torque_rel
 SMALL = TRIANGULAR.replace(L=12, cutoff=2.0, phase_cutoff=None, dt=0.25, frame_times=(2.0, 5.0))
 
 
-def test_row_matches_a_direct_evaluation(tmp_path):
+def test_row_matches_a_direct_evaluation(tmp_path, monkeypatch):
     sm = load_script("score_triangular")
     run_reference(SMALL, tmp_path / "ref", (2,), 12.5, bath_kT=0.0, corr_every=2, spins_every=10,
                   checkpoint_every=25, log=lambda *_: None)
@@ -35,6 +35,7 @@ def test_row_matches_a_direct_evaluation(tmp_path):
                           torch.stack([ExactSolver(model)(x).fields for x in more]), rtol=0, atol=1e-12)
     assert len(torch.load(tmp_path / "cache.pt", weights_only=True)["spins"]) == len(k) + 1
     frames = {2: (refs[0]["spins_t"][k], spins, exact)}
+    monkeypatch.setattr(sm, "LATE", 5.0)  # the late window of this short quench: its frames at t = 5 and 10
     row = sm.score("triangular-tetrahedral", held, held_times, SMALL.frame_times, refs, frames, log=lambda *_: None)
 
     ff = MLForceField.pretrained("triangular-tetrahedral", lattice=lattice.triangular(12))
@@ -49,6 +50,8 @@ def test_row_matches_a_direct_evaluation(tmp_path):
     r = row["exact"]["2"]
     net = torch.stack([ff(x).fields for x in spins])
     assert r["torque_rel"] == pytest.approx(torque_rel(spins, net, direct), rel=1e-8)
+    assert r["frame_t"] == [0.0, 5.0, 10.0]
+    assert r["torque_rel_late"] == pytest.approx(torque_rel(spins[1:], net[1:], direct[1:]), rel=1e-8)
     L_ref = analysis.correlation_length(analysis.chirality(refs[0]["spins"], lattice.triangular(12)),
                                         lattice.triangular(12)).numpy()
     assert np.allclose(r["L_exact"], L_ref[:len(r["L_exact"])]) and r["t"][-1] == pytest.approx(12.5)
@@ -86,6 +89,7 @@ def test_t_end_scores_the_quench_as_it_stood_and_a_late_heldout_set_is_scored_ap
     ef, ec = f["exact"]["2"], c["exact"]["2"]
     assert ef["frame_t"] == [0.0, 2.5, 5.0, 7.5, 10.0, 12.5] and ec["frame_t"] == ef["frame_t"][:5]
     assert ec["torque_rel_per_frame"] == pytest.approx(ef["torque_rel_per_frame"][:5], rel=1e-12)
+    assert ef["torque_rel_late"] is None  # no frame at t >= 100 in a quench to 12.5
     n = len(ec["t"])
     assert ec["t"][-1] == pytest.approx(10.0) and ec["t"] == ef["t"][:n] and n < len(ef["t"])
     assert ec["L_exact"] == pytest.approx(ef["L_exact"][:n], rel=1e-12)
