@@ -19,6 +19,9 @@ R ≤ L/2 and every electron temperature T_e of ``--kTs`` from one diagonalisati
   that frame (``ExactSolver(SDModel(..., filling=0.485)).chemical_potential``).
 
 ``--samples L:QxC,...`` sets quenches and centres per size (defaults below); samples = 3 Q C.
+Each size also reports every frame time on its own (``by_time``: the sensitivity, the rms torque on
+the centres and the rms change of the swap per R, absolute, in units of t): as domains form and the
+torques fall, how much of them is decided far away.
 
 ``--surroundings`` (square lattice) chooses the centres by what surrounds them instead of at
 random: in each frame C sites with at least three of their four bonds ferromagnetic (S_i·S_j > 0:
@@ -151,7 +154,16 @@ def _summary(study, L, radii, kTs, n_quench, n_centres, state) -> dict:
                 v, e = relative_rms(changes[sel], reference[sel][:, None])
                 split[name] = {"samples": int(sel.sum()), "sensitivity": v.tolist(), "error": e.tolist(),
                                "rms_torque": reference[sel].mean(0).sqrt().tolist()}
-    return ({"by_surroundings": split} if split else {}) | {"L": L, "radii": radii, "quenches": n_quench, "centres_per_frame": n_centres,
+    by_time = {}
+    k_of = torch.tensor([int(key.split("-")[1]) for key, (_, r) in done.items() for _ in range(len(r))])
+    for k, t in enumerate(study["times"]):
+        sel = k_of == k
+        if sel.sum() >= 1:  # each frame time on its own: how the torques and their far part change along the quench
+            v, e = relative_rms(changes[sel], reference[sel][:, None])
+            by_time[f"{t:g}"] = {"samples": int(sel.sum()), "sensitivity": v.tolist(), "error": torch.nan_to_num(e).tolist(),
+                                 "rms_torque": reference[sel].mean(0).sqrt().tolist(),
+                                 "rms_change": changes[sel].mean(0).sqrt().tolist()}
+    return ({"by_surroundings": split} if split else {}) | {"by_time": by_time, "L": L, "radii": radii, "quenches": n_quench, "centres_per_frame": n_centres,
             "samples": len(changes), "complete": len(done) == n_frames,
             "mu": state["mu"].tolist(), "sensitivity": value.tolist(),
             "error": torch.nan_to_num(error).tolist(), "changes": changes.tolist(), "reference": reference.tolist(),

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,17 @@ def test_small_run_and_resume(tmp_path):
     assert s["complete"] and s["samples"] == 6 and s["radii"] == [2.0, 3.0]  # radii capped at L/2
     assert len(s["sensitivity"]) == 2 and all(len(v) == 2 and all(0 < x < 2 for x in v) for v in s["sensitivity"])
     assert d["mu"] == -2.4194 and d["kTs"] == [0.0, 0.1] and d["provenance"]["6"]["commit"]
+    # per frame time: the pooled numbers of its samples (2 quenches x 1 centre each), which add up to the whole
+    by_t = s["by_time"]
+    assert list(by_t) == ["5", "25", "100"] and all(b["samples"] == 2 for b in by_t.values())
+    ch, ref = torch.tensor(s["changes"]), torch.tensor(s["reference"])  # [S, n_R, K], [S, K]
+    for k, b in enumerate(by_t.values()):
+        sel = [q * 3 + k for q in range(2)]  # samples in order: quench, then frame time
+        assert torch.allclose(torch.tensor(b["rms_torque"]), ref[sel].mean(0).sqrt())
+        assert torch.allclose(torch.tensor(b["rms_change"]), ch[sel].mean(0).sqrt())
+        assert torch.allclose(torch.tensor(b["sensitivity"]), (ch[sel].sum(0) / ref[sel].sum(0)).sqrt())
+    total = sum(torch.tensor(b["rms_change"]) ** 2 * b["samples"] for b in by_t.values()) / s["samples"]
+    assert torch.allclose(total, ch.mean(0))
     ml.main(args)  # everything is in the progress file: the same numbers again
     assert json.loads(out.read_text())["sizes"]["6"]["sensitivity"] == s["sensitivity"]
     with pytest.raises(SystemExit):
