@@ -127,24 +127,28 @@ def test_square_model_conserves_electrons_and_orders_the_uniform_states_as_ed():
 
 
 # The triangular network of the study's own physics (T_e = 0.1, grand canonical at μ = −2.4194, J = 2),
-# committed with its provenance in book/runs/04-cpu-candidate (chapter 04 reads it): r5x, the best so
+# committed with its provenance in book/runs/04-cpu-candidate (chapter 04 reads it): r5z, the best so
 # far. Issue 21's target for a network bounded by its cutoff is the locality floor + 0.02: at R = 5
 # the exact torques change by 0.21–0.23 of their rms when the spins beyond R are swapped (chapter
-# 03), so 0.25. The network reaches it here only just (0.250: 0.239, 0.259, 0.278 at t = 12.5, 50,
-# 100; r5w, before it, 0.261) and misses it on the exact quench's own frames (0.258, scores.json),
-# so TOL_STUDY is the accuracy reached here plus a margin for the float32 trajectory on another
-# machine: a worse network fails.
-STUDY_NETWORK = "book/runs/04-cpu-candidate/r5x"
+# 03, frames of t <= 100), so 0.25, which the network meets here (0.244: 0.237, 0.253, 0.257 at t =
+# 12.5, 50, 100; r5x before it 0.250) and misses by 0.003 on the exact quench's own frames (0.254,
+# scores.json). TOL_STUDY is that accuracy plus a margin for the float32 trajectory on another
+# machine: a worse network fails. The late frame (t = 200: domains, torques three times smaller) is
+# held apart: there the part of the torque decided beyond R = 5 is as large as early on in absolute
+# terms, so s(5) rises to 0.6 (chapter 03, "along the quench"); TOL_STUDY_LATE is again what the
+# network reaches (0.312) plus a margin.
+STUDY_NETWORK = "book/runs/04-cpu-candidate/r5z"
 STUDY_FLOOR_TARGET = 0.25
-TOL_STUDY = 0.28
-STUDY_L, STUDY_FRAME_T, STUDY_SEED = 36, (12.5, 50.0, 100.0), 9101
+TOL_STUDY, TOL_STUDY_LATE = 0.27, 0.36
+STUDY_L, STUDY_FRAME_T, STUDY_LATE_T, STUDY_SEED = 36, (12.5, 50.0, 100.0), 200.0, 9101
 
 
 @pytest.mark.slow
 def test_study_network_on_fresh_exact_36x36_frames():
     """Frames of a fresh 36 × 36 quench driven by the network itself (a seed no data set uses; Δt =
     0.25, α = 0.5, no bath, as chapter 04's quenches), early, middle and late, labelled here by exact
-    diagonalisation in the study's ensemble; the relative torque error over all of them."""
+    diagonalisation in the study's ensemble; the relative torque error over those three, and on a frame
+    of the late, quiet coarsening on its own."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     lat = lattice.triangular(STUDY_L)
     ff = MLForceField.load(os.path.join(root, STUDY_NETWORK), lattice=lat)
@@ -154,12 +158,17 @@ def test_study_network_on_fresh_exact_36x36_frames():
     drive = MLForceField.load(os.path.join(root, STUDY_NETWORK), lattice=lat, dtype=torch.float32)
     llg = LLG(drive, dt=0.25, alpha=0.5, kT=0.0, seed=STUDY_SEED)
     s, frames = random_spins(lat.n_sites, seed=STUDY_SEED).float(), []
-    for t in STUDY_FRAME_T:
+    for t in STUDY_FRAME_T + (STUDY_LATE_T,):
         s = llg.run(s, int(round(t / 0.25)))  # to that step
         frames.append(torch.nn.functional.normalize(s.double(), dim=-1))  # float32 unit length to 1e-6
     spins = torch.stack(frames)
     ref = torch.stack([ExactSolver(model)(x).fields for x in spins])
     net = ff(spins).fields
-    rel, per_frame = torque_rel(spins, net, ref), [round(torque_rel(*x), 3) for x in zip(spins, net, ref)]
-    assert rel <= TOL_STUDY, (f"{STUDY_NETWORK}: relative torque error {rel:.4f} > {TOL_STUDY} (frames: {per_frame}; "
-                              f"the target, the locality floor + 0.02, is {STUDY_FLOOR_TARGET})")
+    per_frame = [round(torque_rel(*x), 3) for x in zip(spins, net, ref)]
+    rel = torque_rel(spins[:-1], net[:-1], ref[:-1])
+    assert rel <= TOL_STUDY, (f"{STUDY_NETWORK}: relative torque error {rel:.4f} > {TOL_STUDY} at t = {STUDY_FRAME_T} "
+                              f"(frames: {per_frame}; the target, the locality floor + 0.02, is {STUDY_FLOOR_TARGET})")
+    late = torque_rel(spins[-1:], net[-1:], ref[-1:])
+    assert late <= TOL_STUDY_LATE, (f"{STUDY_NETWORK}: relative torque error {late:.4f} > {TOL_STUDY_LATE} at "
+                                    f"t = {STUDY_LATE_T} (frames: {per_frame})")
+    print(f"{STUDY_NETWORK}: {rel:.4f} at t = {STUDY_FRAME_T}, {late:.4f} at t = {STUDY_LATE_T} (frames: {per_frame})")
