@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--init-from", default="auto", help="warm start of every member: pretrained, a path, none, or "
                        "auto (pretrained where the shipped model has the study's mu-input physics: square; else none)")
         s.add_argument("--epochs", type=int, default=30)
+        if stage in ("gpu-round", "candidate"):
+            s.add_argument("--frame-norm", action="store_true", help="weight each frame by the inverse mean square "
+                           "of its torques: quiet frames (late coarsening) count as much as noisy ones")
         if stage in ("active", "candidate"):
             s.add_argument("--max-minutes", type=float, default=None, help="training minutes per member")
             s.add_argument("--record", default=None, metavar="DIR", help="then write the run's summary to DIR")
@@ -65,8 +68,6 @@ def parser() -> argparse.ArgumentParser:
                            "times the median of the recent steps (sdlib.training.train; default none)")
             s.add_argument("--patience", type=int, default=None, help="stop after this many epochs without a better "
                            "validation loss (default: TRAIN's)")
-            s.add_argument("--frame-norm", action="store_true", help="weight each frame by the inverse mean square "
-                           "of its torques: quiet frames (late coarsening) count as much as noisy ones")
             s.add_argument("--fm-weight", type=float, default=None, help="loss weight of the sites inside FM "
                            "clusters (>= 3/4 of their bonds FM; default 1: all sites equal)")
             s.add_argument("--seed-quenches", type=int, default=None, help="first make (or complete) the held-out "
@@ -149,7 +150,7 @@ def run_study(args) -> None:
     if args.stage == "gpu-round":
         recipe = recipe.dry_run() if args.dry_run else recipe.replace(select=1000, quenches=48)
         gpu_round(recipe, args.work, args.out, minutes=args.minutes, driver=args.driver, init_from=init,
-                  device=args.device, chunk=args.chunk, epochs=args.epochs)
+                  device=args.device, chunk=args.chunk, epochs=args.epochs, frame_norm=args.frame_norm)
         return
     kw = {"epochs": args.epochs, "init_from": init, "max_minutes": args.max_minutes}
     if args.stage == "candidate":  # member 0 of the recipe on every label of the run, then the comparison

@@ -75,10 +75,15 @@ def exact_fields(spins: torch.Tensor, path: Path, model: SDModel) -> torch.Tenso
     return fields
 
 
+def side(spins: torch.Tensor) -> int:
+    """The linear size L of the L x L lattice of configurations ``spins`` ``[..., L*L, 3]``."""
+    return int(round(spins.shape[-2] ** 0.5))
+
+
 def heldout_row(ff: MLForceField, held: FieldDataset, held_times: torch.Tensor, frame_times) -> dict:
     """Relative torque error of ``ff`` on the held-out frames ``held``, in all and per frame time."""
     f = torch.cat([ff(held.spins[i:i + 4]).fields for i in range(0, len(held), 4)])
-    return {"lattice": int(round(held.spins.shape[-2] ** 0.5)), "frames": len(held), "torque_rel": _rel(held.spins, f, held.fields),
+    return {"lattice": side(held.spins), "frames": len(held), "torque_rel": _rel(held.spins, f, held.fields),
             "by_time": {f"{t:g}": _rel(held.spins[held_times == t], f[held_times == t], held.fields[held_times == t])
                         for t in frame_times}}
 
@@ -100,19 +105,24 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
     scored configurations; ``late``: a second held-out set (labels, times, frame times), e.g. of later
     quench times."""
     t0 = time.time()
-    n_side = int(round(held.spins.shape[-2] ** 0.5))
-    ff = load(model, Lattice("triangular", n_side))
+    loaded = {}
+
+    def on(n_side: int) -> MLForceField:  # the model on the n_side x n_side lattice, read once
+        if n_side not in loaded:
+            loaded[n_side] = load(model, Lattice("triangular", n_side))
+        return loaded[n_side]
+
+    ff = on(side(held.spins))
     row = {"model": model, "weights_sha256": ff.weights_sha256, "physics": ff.physics,
            "cutoff": ff.descriptor.cutoff, "n_features": ff.descriptor.n_features,
            "heldout": heldout_row(ff, held, held_times, frame_times)}
     if late is not None:
-        row["heldout_late"] = heldout_row(load(model, Lattice("triangular", int(round(late[0].spins.shape[-2] ** 0.5)))),
-                                          *late)
+        row["heldout_late"] = heldout_row(on(side(late[0].spins)), *late)
     row["exact"] = {}
     for ref in refs:
         seed = ref["params"]["seed"]
-        lat = Lattice("triangular", int(round(ref["spins"].shape[-2] ** 0.5)))
-        ffr = load(model, lat)
+        lat = Lattice("triangular", side(ref["spins"]))
+        ffr = on(lat.L)
         t, s, h = frames[seed]
         f = torch.stack([ffr(x).fields for x in s])
         rep = replay_chirality(ffr, ref["path"], lat, t_end=ref["t_reached"])  # as read: a quench in progress grows
@@ -168,7 +178,7 @@ def main(argv=None) -> dict:
     frames = {}
     for r in refs:
         k = torch.arange(0, len(r["spins"]), a.every)
-        lat = Lattice("triangular", int(round(r["spins"].shape[-2] ** 0.5)))
+        lat = Lattice("triangular", side(r["spins"]))
         model = SDModel(lat, t=recipe.t, J=recipe.J, mu=recipe.mu, kT=recipe.kT)  # the recipe's dynamics there
         frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
                                        exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))

@@ -19,8 +19,12 @@ by r̄/r_b, r_b the mean square of its reference torques (fields for target="fie
 batch mean: the term becomes the batch mean of the squared *relative* error of each configuration
 times r̄, so quiet configurations (late coarsening, ordered domains: torques several times smaller)
 count as much as noisy ones, as the relative error by which a network is judged counts them.
-Data are split by trajectory file (:func:`split_by_trajectory`), so no trajectory contributes
-frames to two splits.
+Two ways to split data, both deterministic: by trajectory file (:func:`split_by_trajectory`, the
+shipped networks' quench files), so no trajectory contributes frames to two splits; or frame by
+frame from a hash of each configuration's spins (:func:`split_by_content`, the data engine's
+label pools, whose files mix frames of many quenches): a frame's side depends on its spins and the
+seed alone, so a configuration that occurs twice sits on one side, and a pool that grows keeps every
+old frame where it was (the validation of a continued training holds no frame its start trained on).
 
 A model with the chemical potential as input (``MLForceField(..., mu_input=True)``) trains on a
 :class:`GrandDataset` (labels at K values of μ per configuration): each epoch pairs every
@@ -29,6 +33,7 @@ configuration with one μ_k drawn at random, and the energy term becomes
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -42,7 +47,7 @@ from .forcefield import torque
 from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
 
-__all__ = ["FieldDataset", "GrandDataset", "FMSiteWeights", "batch_losses", "split_by_trajectory", "energy_weight", "loss_terms", "evaluate",
+__all__ = ["FieldDataset", "GrandDataset", "FMSiteWeights", "batch_losses", "split_by_trajectory", "split_by_content", "energy_weight", "loss_terms", "evaluate",
            "fit_normalization", "train"]
 
 CKPT_FORMAT = "sdlib.training.checkpoint/1"
@@ -202,6 +207,26 @@ def split_by_trajectory(paths, val: float = 0.15, test: float = 0.15, seed: int 
         raise ValueError(f"{len(paths)} trajectory files are too few for a train/val/test split; need >= {n_val + n_test + 1}")
     random.Random(seed).shuffle(paths)
     return paths[n_val + n_test:], paths[:n_val], paths[n_val:n_val + n_test]
+
+
+def split_by_content(spins: torch.Tensor, val: float = 0.15, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) of the configurations ``spins`` ``[M, N, 3]``: frame m goes to validation
+    when the hash of (``seed``, its spins as float64 bytes) falls below ``val`` (as a fraction of
+    2⁶⁴), so the validation share is ``val`` on average (binomial), equal configurations share a
+    side, and a frame keeps its side whatever other frames join the pool. Each side gets at least
+    one frame (the frame of smallest hash goes to validation, that of largest to training).
+    """
+    if not (isinstance(val, (int, float)) and 0 < val < 1):
+        raise ValueError(f"val must be a fraction in (0, 1), got {val!r}")
+    if spins.dim() != 3 or spins.shape[0] < 2:
+        raise ValueError(f"spins must be [M, N, 3] with M >= 2 configurations, got shape {tuple(spins.shape)}")
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    keys = torch.tensor([int.from_bytes(hashlib.blake2b(s.to(torch.float64).contiguous().numpy().tobytes(), digest_size=8,
+                                                         salt=salt).digest(), "little") / 2.0 ** 64
+                         for s in spins.detach().cpu()], dtype=torch.float64)
+    is_val, order = keys < val, keys.argsort()
+    is_val[order[0]], is_val[order[-1]] = True, False
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
 
 def energy_weight(epoch: int, final: float, start: int, ramp: int) -> float:

@@ -14,6 +14,7 @@ from sdlib.datagen import (SQUARE, TRIANGULAR, chunk_files, disagreement, gpu_ro
                            ordered_configurations, quench_frames, read_frames, record, select_frames, write_frames)
 from sdlib.datagen.candidates import heldout_times, record_candidates, train_candidate
 from sdlib.forcefield import ForceFieldOutput
+from sdlib.nn import MLForceField
 
 TINY = SQUARE.replace(L=4, cutoff=1.5, phase_cutoff=None, mus=(-4.0, -3.0, -2.0), frame_times=(0.1,), bath_kT=(0.0,))
 
@@ -147,8 +148,10 @@ def test_gpu_round_dry_run(tmp_path):
     torch.set_num_threads(1)
     recipe = SQUARE.dry_run().replace(frame_times=(0.2,), bath_kT=(0.0,), ordered=1, select=2, quenches=3)
     report = gpu_round(recipe, tmp_path / "work", tmp_path / "out", minutes=5, device="cpu", chunk=8,
-                       seed_quenches=2, epochs=1)
+                       seed_quenches=2, epochs=1, frame_norm=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["committee.tar.gz", "log.txt", "report.json"]
+    member = MLForceField.load(tmp_path / "work" / "round1" / "committee" / "member0")
+    assert member.provenance["training"]["frame_norm"] is True
     assert [r["round"] for r in report["rounds"]] == [0, 1]
     assert report["rounds"][1]["labelled_frames"] == report["rounds"][0]["labelled_frames"] + 3
     frames = read_frames(tmp_path / "work" / "round1" / "frames.h5")

@@ -108,7 +108,8 @@ def test_candidate_makes_its_own_labels_on_a_fresh_machine(tmp_path):
         assert h5["fields"].shape[0] == 10
     assert (work / "heldout" / "labels.h5").is_file()
     row = json.loads((rec / "candidates.json").read_text())["networks"]["x"]
-    assert row["frames"] == {"train": 8, "val": 2} and row["grad_clip"] == 3.0 and row["levels"] == 4
+    assert sum(row["frames"].values()) == 10 and min(row["frames"].values()) >= 1  # split by content: ~15 % val
+    assert row["grad_clip"] == 3.0 and row["levels"] == 4
     # frames of a later quench time, made by a second run (--data-only: no network), added with --also
     late = tmp_path / "late"
     r = cli("candidate", "square", "--work", str(late), "--set", "L=8", "--set", "cutoff=3.5", "--set", "frame_times=1.5", "--set",
@@ -123,6 +124,8 @@ def test_candidate_makes_its_own_labels_on_a_fresh_machine(tmp_path):
     assert r.returncode == 0, r.stderr
     prov = json.loads((work / "candidates" / "y" / "member0.json").read_text())["provenance"]
     assert sum(prov["frames"].values()) == 14
+    # the grown pool keeps each old frame on its side (sdlib.training.split_by_content)
+    assert prov["frames"]["train"] >= row["frames"]["train"] and prov["frames"]["val"] >= row["frames"]["val"]
     assert prov["files"] == ["w/round0/labels/c00000.h5", "late/round0/labels/c00000.h5"]
     r = cli("candidate", "square", "--work", str(work), "--set", "L=8", "--set", "cutoff=3.5", "--also", str(work), "--name", "z")
     assert r.returncode == 2 and "other than work" in r.stderr

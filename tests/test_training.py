@@ -11,7 +11,7 @@ from sdlib.io import TrajectoryWriter
 from sdlib.nn import MLForceField
 from sdlib.forcefield import torque
 from sdlib.training import (FieldDataset, FMSiteWeights, batch_losses, energy_weight, evaluate, fit_normalization,
-                            loss_terms, split_by_trajectory, train)
+                            loss_terms, split_by_content, split_by_trajectory, train)
 
 LEARN_FACTOR = 10.0  # validation loss must fall at least this much
 PHYS = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0}
@@ -64,6 +64,35 @@ def test_split_by_trajectory_no_leakage(files):
     assert split_by_trajectory(files, seed=3) == split_by_trajectory(list(reversed(files)), seed=3)
     with pytest.raises(ValueError, match="too few"):
         split_by_trajectory(files[:2])
+
+
+def test_split_by_content_is_stable_and_keeps_twins_together():
+    pool = random_spins(16, 300, seed=11)
+    tr, va = split_by_content(pool, val=0.2, seed=5)
+    assert sorted(torch.cat([tr, va]).tolist()) == list(range(300))  # every frame on exactly one side
+    assert 0.2 - 0.07 < len(va) / 300 < 0.2 + 0.07  # binomial: sd 0.023
+    # a grown pool, reordered, with repeats: old frames keep their side, repeats join their twin's side
+    more = random_spins(16, 100, seed=12)
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(0))
+    grown = torch.cat([more, pool[order], pool[:40]])
+    tr2, va2 = split_by_content(grown, val=0.2, seed=5)
+    side = torch.zeros(len(grown), dtype=torch.bool)
+    side[va2] = True
+    old = torch.zeros(300, dtype=torch.bool)
+    old[va] = True
+    assert torch.equal(side[100:400], old[order]) and torch.equal(side[400:], old[:40])
+    # another seed, another split
+    assert not torch.equal(split_by_content(pool, val=0.2, seed=6)[1], va)
+    # tiny pools still get a frame on each side, even where no hash falls below val
+    for m in (2, 3):
+        t3, v3 = split_by_content(pool[:m], val=1e-9, seed=5)
+        assert len(v3) == 1 and len(t3) == m - 1
+    t3, v3 = split_by_content(pool[:3], val=1 - 1e-9, seed=5)
+    assert len(t3) == 1 and len(v3) == 2
+    with pytest.raises(ValueError, match="val must be a fraction in"):
+        split_by_content(pool, val=1.0)
+    with pytest.raises(ValueError, match="M >= 2"):
+        split_by_content(pool[:1])
 
 
 def test_energy_weight_schedule():

@@ -2,8 +2,11 @@
 
 Member m of a committee is an ``MLForceField`` with μ as input (``mu_input=True``: trained on the
 grand-canonical labels, used at the recipe's filling or μ) on the recipe's descriptor, trained by
-``sdlib.training.train`` with seed m on its own random split of the frames (a fraction ``val`` held
-back for early stopping). Different seeds and splits make the members agree where the data
+``sdlib.training.train`` with seed m on its own split of the frames (about a fraction ``val`` held
+back for early stopping; ``sdlib.training.split_by_content``: a frame's side is fixed by its spins
+and m, so a training continued on a grown pool validates on frames that a start trained by the same rule
+never saw, and
+a configuration labelled twice never sits on both sides). Different seeds and splits make the members agree where the data
 decide the torques and disagree where they do not (``sdlib.datagen.select``). Members are saved
 as ``<dir>/member<m>.{safetensors,json}``; a saved member is loaded instead of retrained, and
 training checkpoints every epoch, so a killed committee run resumes.
@@ -21,7 +24,7 @@ from ..committee import calibration, torque_spread_of
 from ..descriptors import Descriptor
 from ..forcefield import torque
 from ..nn import MLForceField
-from ..training import FieldDataset, FMSiteWeights, GrandDataset, fit_normalization, train
+from ..training import FieldDataset, FMSiteWeights, GrandDataset, fit_normalization, split_by_content, train
 from ..warmstart import warm_start
 from .label import default_device
 
@@ -113,14 +116,13 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
         if stem.with_suffix(".json").exists():
             committee.append(MLForceField.load(stem, dtype=torch.float32).to(device))
             continue
-        perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1000 + m))
-        n_val = max(1, round(val * len(ds)))
-        tr, va = _subset(ds, perm[n_val:], device), _subset(ds, perm[:n_val], device)
+        idx_tr, idx_va = split_by_content(ds.spins, val, seed=1000 + m)
+        tr, va = _subset(ds, idx_tr, device), _subset(ds, idx_va, device)
         torch.manual_seed(m)
         ff = _member(recipe, "cpu")
         warm = {}
         if init_from is not None:  # on the CPU (feature matching probes CPU spins), then to the device
-            fit_normalization(ff, _subset(ds, perm[n_val:], "cpu"))
+            fit_normalization(ff, _subset(ds, idx_tr, "cpu"))
             warm_start(ff, _load_start(recipe, init_from))
             warm = {"normalize": False, "keep_initial": True, "energy_start": 0, "energy_ramp": 1}
         ff = ff.to(device=device, dtype=torch.float32)

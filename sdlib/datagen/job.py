@@ -33,8 +33,10 @@ __all__ = ["gpu_round"]
 
 
 def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained", init_from="pretrained",
-              device=None, chunk: int = 32, seed_quenches: int = 16, epochs: int = 40) -> dict:
-    """The budgeted round (module docstring); returns the report written to ``out/report.json``."""
+              device=None, chunk: int = 32, seed_quenches: int = 16, epochs: int = 40, frame_norm: bool = False) -> dict:
+    """The budgeted round (module docstring); returns the report written to ``out/report.json``.
+    ``frame_norm``: the members weight each frame by the inverse mean square of its torques
+    (``sdlib.training.train``), so quiet late-coarsening frames count as much as noisy ones."""
     t_start = time.monotonic()
     deadline = t_start + 60 * minutes
     device = default_device(device)
@@ -62,7 +64,8 @@ def gpu_round(recipe, work, out, minutes: float = 9.0, driver: str = "pretrained
     label_dir = work / "round0" / "labels"
     labelled += step("label0", lambda: label_pool(pool, label_dir, recipe, chunk=chunk, device=device, log=log,
                                                   deadline=deadline - 0.65 * 60 * minutes))
-    train_kw = {"epochs": epochs, "init_from": init_from, "batch_size": 16 if str(device).startswith("cuda") else 4}
+    train_kw = {"epochs": epochs, "init_from": init_from, "batch_size": 16 if str(device).startswith("cuda") else 4,
+                "frame_norm": bool(frame_norm)}
     share = lambda frac: max(0.2, frac * left() / 60 / recipe.committee)  # noqa: E731 minutes per member
     step("round0", lambda: active_round(recipe, work, 0, device=device, chunk=chunk, explore_next=False, log=log,
                                         max_minutes=share(0.25), **train_kw))
