@@ -8,7 +8,9 @@ For every model (a saved stem, or the name of a model shipped in ``sdlib/data``)
   the 36 × 36 ones of ``book/runs/04-exact-36x36``; every ``--every``-th stored frame; exact fields of
   the recipe's dynamics, cached in ``--work``), in all, per frame, and over the frames at t ≥ 100 (once
   domains exist; their torques are several times smaller, and they decide the coarsening);
-- optionally (``--heldout-late``) a second held-out set, e.g. of later quench times;
+- optionally (``--heldout-late``) a second held-out set, e.g. of later quench times; or, instead of
+  both, ``--heldout-from SCORES``: the held-out rows of an earlier score file, for models of the same
+  weights (exact quenches that have run further are scored without the held-out labels at hand);
 - the replay from those quenches' initial spins: the chirality correlation length L(t) against exact,
   the time L reaches one lattice constant, the largest |L/L_exact − 1| at t ≥ 100.
 
@@ -98,12 +100,15 @@ def read_heldout(path) -> tuple:
     return held, heldout_times(recipe, len(held)), recipe.frame_times
 
 
-def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times, refs: list, frames: dict,
-          log=print, late: tuple | None = None) -> dict:
+def score(model: str, held: FieldDataset | None, held_times: torch.Tensor | None, frame_times, refs: list, frames: dict,
+          log=print, late: tuple | None = None, carried: dict | None = None) -> dict:
     """The row of one model: ``held`` held-out labels and their quench times; ``refs`` the exact quenches
     (``read_reference`` arrays and "path"); ``frames`` {seed: (times, spins, exact fields)} of their
     scored configurations; ``late``: a second held-out set (labels, times, frame times), e.g. of later
-    quench times."""
+    quench times. With ``held=None`` the held-out entries are taken from ``carried``, the model's row
+    of an earlier score file, which must be of the same weights."""
+    if held is None and carried is None:
+        raise ValueError(f"{model}: give held-out labels or the row of an earlier score file (carried)")
     t0 = time.time()
     loaded = {}
 
@@ -112,10 +117,16 @@ def score(model: str, held: FieldDataset, held_times: torch.Tensor, frame_times,
             loaded[n_side] = load(model, Lattice("triangular", n_side))
         return loaded[n_side]
 
-    ff = on(side(held.spins))
+    ff = on(side(held.spins) if held is not None else carried["heldout"]["lattice"])
     row = {"model": model, "weights_sha256": ff.weights_sha256, "physics": ff.physics,
-           "cutoff": ff.descriptor.cutoff, "n_features": ff.descriptor.n_features,
-           "heldout": heldout_row(ff, held, held_times, frame_times)}
+           "cutoff": ff.descriptor.cutoff, "n_features": ff.descriptor.n_features}
+    if held is None:
+        if carried.get("weights_sha256") != ff.weights_sha256:
+            raise ValueError(f"{model}: its weights (sha256 {ff.weights_sha256[:12]}…) are not those its held-out "
+                             f"row was scored with ({str(carried.get('weights_sha256'))[:12]}…); give --heldout")
+        row |= {k: carried[k] for k in ("heldout", "heldout_late") if k in carried}
+    else:
+        row["heldout"] = heldout_row(ff, held, held_times, frame_times)
     if late is not None:
         row["heldout_late"] = heldout_row(on(side(late[0].spins)), *late)
     row["exact"] = {}
@@ -150,7 +161,10 @@ def replayed_to(refs: list) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="+", help="saved stems or shipped names")
-    ap.add_argument("--heldout", required=True, help="held-out labels of a data-engine run (labels.h5)")
+    ap.add_argument("--heldout", default=None, help="held-out labels of a data-engine run (labels.h5)")
+    ap.add_argument("--heldout-from", default=None, metavar="SCORES", help="instead of --heldout (and --heldout-late): "
+                    "take each model's held-out rows from this earlier score file (same weights), e.g. to add "
+                    "exact quenches where the held-out labels are not at hand")
     ap.add_argument("--heldout-late", default=None, help="a second held-out set, e.g. of later quench times")
     ap.add_argument("--reference", default="book/runs/04-exact-36x36")
     ap.add_argument("--every", type=int, default=5, help="score every this many stored frames of the exact quenches")
@@ -165,7 +179,20 @@ def main(argv=None) -> dict:
         ap.error(f"--every must be an integer >= 1, got {a.every}")
     torch.set_num_threads(a.threads)
     recipe = study("triangular")
-    held, held_times, frame_times = read_heldout(a.heldout)  # make_heldout's order: per bath, one quench, the times
+    if (a.heldout is None) == (a.heldout_from is None):
+        ap.error("give exactly one of --heldout and --heldout-from")
+    if a.heldout_from is not None and a.heldout_late is not None:
+        ap.error("--heldout-late goes with --heldout (--heldout-from carries the late rows too)")
+    carried, prior = {}, {}
+    if a.heldout_from is None:
+        held, held_times, frame_times = read_heldout(a.heldout)  # make_heldout's order: per bath, one quench, the times
+    else:
+        held = held_times = frame_times = None
+        prior = json.loads(Path(a.heldout_from).read_text())
+        carried = {r["model"]: r for r in prior["models"]}
+        missing = [m for m in a.models if m not in carried]
+        if missing:
+            ap.error(f"--heldout-from {a.heldout_from} holds no row of {', '.join(missing)}")
     late = None if a.heldout_late is None else read_heldout(a.heldout_late)
     refs = [read_reference(p) | {"path": p} for p in reference_paths(a.reference)]
     refs = [r for r in refs if r["t_reached"] >= 10]
@@ -182,12 +209,13 @@ def main(argv=None) -> dict:
         model = SDModel(lat, t=recipe.t, J=recipe.J, mu=recipe.mu, kT=recipe.kT)  # the recipe's dynamics there
         frames[r["params"]["seed"]] = (r["spins_t"][k], r["spins"][k],
                                        exact_fields(r["spins"][k], Path(a.work) / f"seed{r['params']['seed']}.pt", model))
-    match = {"reference": a.reference, "heldout": a.heldout, "every": a.every, "replayed_to": replayed_to(refs)}
-    if late is not None:  # (absent otherwise: files scored without one stay comparable)
-        match["heldout_late"] = a.heldout_late
+    match = {"reference": a.reference, "heldout": a.heldout or prior.get("heldout"), "every": a.every,
+             "replayed_to": replayed_to(refs)}
+    if late is not None or "heldout_late" in prior:  # (absent otherwise: files scored without one stay comparable)
+        match["heldout_late"] = a.heldout_late or prior["heldout_late"]
     kept = kept_rows(Path(a.out), match, a.models) if a.update else []
-    rows = [score(m, held, held_times, frame_times, refs, frames, log=lambda *x: print(*x, flush=True), late=late)
-            for m in a.models]
+    rows = [score(m, held, held_times, frame_times, refs, frames, log=lambda *x: print(*x, flush=True), late=late,
+                  carried=carried.get(m)) for m in a.models]
     rows += kept
     out = match | {"t_end": a.t_end, "models": rows,
            "recipe": recipe.to_dict(), "provenance": provenance()}

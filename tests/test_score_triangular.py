@@ -2,6 +2,8 @@
 stored frames of exact quenches, the replay's chirality correlation length) against a direct
 evaluation, on a 12 x 12 exact quench of the study's physics."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +69,7 @@ def test_replayed_to_is_the_last_stored_frame_the_quench_has_reached():
     assert sm.replayed_to(refs) == {"0": 180.0, "3": 10.0}
 
 
-def test_t_end_scores_the_quench_as_it_stood_and_a_late_heldout_set_is_scored_apart(tmp_path):
+def test_t_end_scores_the_quench_as_it_stood_and_a_late_heldout_set_is_scored_apart(tmp_path, capsys):
     """``--t-end``: the rows of the exact quench cut at t_end are the first part of the complete rows (the
     stored frames, the exact L(t) and the network's replay); ``--heldout-late``: a second held-out set
     with its own frame times (read from the file), scored like the first; a file scored to another time
@@ -103,3 +105,24 @@ def test_t_end_scores_the_quench_as_it_stood_and_a_late_heldout_set_is_scored_ap
     assert hl["torque_rel"] == pytest.approx(torque_rel(late_spins, net, direct), rel=1e-8)
     with pytest.raises(ValueError, match="replayed_to"):
         sm.main(args + ["--out", str(tmp_path / "cut.json"), "--update", "--heldout-late", str(tmp_path / "late.h5")])
+    # the quench scored further without the held-out labels: their rows carried from the earlier file
+    plain = ["triangular-tetrahedral", "--reference", str(tmp_path / "ref"), "--work", str(tmp_path / "work"), "--every", "1"]
+    (tmp_path / "held.h5").unlink()
+    (tmp_path / "late.h5").unlink()
+    again = sm.main(plain + ["--heldout-from", str(tmp_path / "cut.json"), "--out", str(tmp_path / "again.json")])
+    a = again["models"][0]
+    assert a["heldout"] == c["heldout"] and a["heldout_late"] == c["heldout_late"]
+    assert again["heldout"] == cut["heldout"] and again["heldout_late"] == cut["heldout_late"]
+    assert again["replayed_to"] == {"2": 12.5} and a["exact"]["2"]["torque_rel"] == pytest.approx(ef["torque_rel"], rel=1e-12)
+    # other weights under the same name are refused; so are a missing row and a missing choice
+    other = json.loads((tmp_path / "cut.json").read_text())
+    other["models"][0]["weights_sha256"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="not those its held-out row was scored with"):
+        sm.main(plain + ["--heldout-from", str(tmp_path / "other.json"), "--out", str(tmp_path / "x.json")])
+    with pytest.raises(SystemExit):
+        sm.main(plain + ["--out", str(tmp_path / "x.json")])  # neither --heldout nor --heldout-from
+    assert "exactly one of --heldout and --heldout-from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sm.main(["no-such-model"] + plain[1:] + ["--heldout-from", str(tmp_path / "cut.json"), "--out", str(tmp_path / "x.json")])
+    assert "holds no row of no-such-model" in capsys.readouterr().err
