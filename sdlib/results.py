@@ -112,18 +112,19 @@ def _side(n_sites: int) -> int:
     return side if side * side == n_sites else n_sites
 
 
-def coarsening_run(root: Path = ROOT) -> dict:
-    """Chapter 04's production run: L(t) of the chirality domains and its fitted exponents.
+def coarsening_run(root: Path = ROOT, run: str = "04-triangular-coarsening") -> dict:
+    """Chapter 04's production run ``run`` (a folder of book/runs): L(t) of the chirality domains and
+    its fitted exponents.
 
     Keys: ``L_big`` (lattice side), ``n_quenches``, ``t_end`` (ħ/t), ``t_fit`` (start of the fit),
     ``J``, ``kT``, ``n_L`` and ``n_wall`` ((exponent, standard error) of L ∝ t^n from the
     chirality correlation length and from the wall length, fitted for t ≥ t_fit as in the run),
     ``halves``: the same two fits in the two halves of that window in log t, as
     ``[((t_lo, t_hi), n_L, n_wall), ...]`` (how the exponent drifts), ``L_end``, ``wall_end``,
-    ``model_sha256`` and the network-vs-ED check: ``ref_L`` (side), ``ref_quenches``,
+    ``model_sha256``, ``model_path`` (None: the shipped network), ``dt`` and the network-vs-ED check: ``ref_L`` (side), ``ref_quenches``,
     ``ref_t_end``, ``ref_max_dE`` (largest difference of the quench-mean energy per site, units of t)."""
-    run = Path(root) / RUNS / "04-triangular-coarsening"
-    s, v = _read(run / "summary.json"), _read(run / "validation.json")
+    folder = Path(root) / RUNS / run
+    s, v = _read(folder / "summary.json"), _read(folder / "validation.json")
     p = s["params"]
     t, L, wall = (np.asarray(s[k], dtype=float) for k in ("t", "L", "l_wall"))
     t_mid = math.sqrt(p["t_fit"] * float(t[-1]))
@@ -133,7 +134,8 @@ def coarsening_run(root: Path = ROOT) -> dict:
     return {"L_big": p["L_big"], "n_quenches": s["n_seeds"], "t_end": s["t"][-1], "t_fit": p["t_fit"],
             "J": p["J"], "kT": p["kT"], "n_L": tuple(s["growth_exponent"]),
             "n_wall": tuple(s["growth_exponent_wall"]), "halves": halves, "L_end": s["L"][-1], "wall_end": s["l_wall"][-1],
-            "model_sha256": p.get("model_sha256"), "ref_L": _side(v["n_sites"]), "ref_quenches": v["n_seeds"],
+            "model_sha256": p.get("model_sha256"), "model_path": p.get("model_path") or None, "dt": p["dt"],
+            "ref_L": _side(v["n_sites"]), "ref_quenches": v["n_seeds"],
             "ref_t_end": v["t"][-1], "ref_max_dE": float(dE)}
 
 

@@ -35,10 +35,12 @@ def test_locality_has_the_model_cutoff(name):
     assert all(len(v) == len(loc["radii"]) for v in loc["sensitivity"].values())
 
 
-def test_coarsening_run_is_the_summary():
-    s = read(RUNS / "04-triangular-coarsening" / "summary.json")
-    v = read(RUNS / "04-triangular-coarsening" / "validation.json")
-    run = results.coarsening_run()
+@pytest.mark.parametrize("name", [p.parent.name for p in sorted(RUNS.glob("04-triangular-coarsening*/summary.json"))])
+def test_coarsening_run_is_the_summary(name):
+    s = read(RUNS / name / "summary.json")
+    v = read(RUNS / name / "validation.json")
+    run = results.coarsening_run(run=name)
+    assert run["model_path"] == (s["params"].get("model_path") or None) and run["dt"] == s["params"]["dt"]
     assert run["n_L"] == tuple(s["growth_exponent"]) and run["n_wall"] == tuple(s["growth_exponent_wall"])
     assert run["L_big"] == s["params"]["L_big"] and run["t_end"] == s["t"][-1]
     assert run["ref_L"] ** 2 == v["n_sites"] and run["ref_max_dE"] > 0
