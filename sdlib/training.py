@@ -24,7 +24,8 @@ shipped networks' quench files), so no trajectory contributes frames to two spli
 frame from a hash of each configuration's spins (:func:`split_by_content`, the data engine's
 label pools, whose files mix frames of many quenches): a frame's side depends on its spins and the
 seed alone, so a configuration that occurs twice sits on one side, and a pool that grows keeps every
-old frame where it was (the validation of a continued training holds no frame its start trained on).
+old frame where it was (the validation of a training continued from a start split by the same rule
+holds no frame that start trained on).
 
 A model with the chemical potential as input (``MLForceField(..., mu_input=True)``) trains on a
 :class:`GrandDataset` (labels at K values of μ per configuration): each epoch pairs every

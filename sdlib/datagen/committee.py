@@ -4,10 +4,10 @@ Member m of a committee is an ``MLForceField`` with μ as input (``mu_input=True
 grand-canonical labels, used at the recipe's filling or μ) on the recipe's descriptor, trained by
 ``sdlib.training.train`` with seed m on its own split of the frames (about a fraction ``val`` held
 back for early stopping; ``sdlib.training.split_by_content``: a frame's side is fixed by its spins
-and m, so a training continued on a grown pool validates on frames that a start trained by the same rule
-never saw, and
-a configuration labelled twice never sits on both sides). Different seeds and splits make the members agree where the data
-decide the torques and disagree where they do not (``sdlib.datagen.select``). Members are saved
+and m, so a training continued on a grown pool validates on frames that a start trained by the same
+rule never saw, and a configuration labelled twice never sits on both sides). Different seeds and
+splits make the members agree where the data decide the torques and disagree where they do not
+(``sdlib.datagen.select``). Members are saved
 as ``<dir>/member<m>.{safetensors,json}``; a saved member is loaded instead of retrained, and
 training checkpoints every epoch, so a killed committee run resumes.
 """
