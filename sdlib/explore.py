@@ -7,13 +7,15 @@ The callback is :meth:`Explorer.update`, a plain method that tests drive without
 """
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .electrons import ordered
 from .plotting import STATE_COLORS, plot_dos
 
-__all__ = ["Explorer", "explorer"]
+__all__ = ["Explorer", "explorer", "figure_png"]
 
 DEFAULTS = {"square": (6.0, -6.2), "triangular": (2.0, -3.0)}
 
@@ -64,31 +66,45 @@ class Explorer:
         return fig
 
 
+def figure_png(ex: Explorer, dpi: int = 90) -> bytes:
+    """The explorer's figure as PNG bytes (the figure is closed)."""
+    fig = ex.figure()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def explorer(kind: str = "triangular", J: float | None = None, mu: float | None = None, size: int = 48):
-    """The widget: J and μ sliders, a lattice dropdown, and the redrawn figure."""
+    """The widget: J and μ sliders, a lattice dropdown, and the redrawn figure.
+
+    The figure is an ``Image`` widget holding PNG bytes, not an ``Output`` widget. A headless
+    executor (nbclient, under papermill, jupyter-book and the chapter tests) imitates an Output
+    widget by sending a message on the kernel's shell socket for every output it captures, while
+    the same client waits on that socket for the cell's ``execute_reply``; that send can swallow
+    the wake-up of the wait, and the execution then hangs with the kernel idle. An Image widget
+    sends nothing back, and its bytes are saved in the notebook's widget state, so the rendered
+    book shows the figure too.
+    """
     import ipywidgets as W
-    from IPython.display import display
 
     ex = Explorer(kind, J, mu, size)
     J_s = W.FloatSlider(value=ex.J, min=0.0, max=10.0, step=0.1, description="J / t", continuous_update=False)
     mu_s = W.FloatSlider(value=ex.mu, min=-16.0, max=16.0, step=0.05, description="μ / t", continuous_update=False)
     kind_d = W.Dropdown(options=list(ordered.STATES), value=ex.kind, description="lattice")
     label = W.HTML()
-    out = W.Output()
+    image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
 
     def redraw(*_):
         r = ex.update(J_s.value, mu_s.value, kind_d.value)
         label.value = f"<b>lowest ordered state: {r['winner']}</b> (Ω/N = {r['energies'][r['winner']]:.5f})"
-        with out:
-            out.clear_output(wait=True)
-            fig = ex.figure()
-            display(fig)
-            plt.close(fig)
+        image.value = figure_png(ex)
 
     for w in (J_s, mu_s, kind_d):
         w.observe(redraw, names="value")
     redraw()
-    box = W.VBox([W.HBox([kind_d, J_s, mu_s]), label, out])
+    box = W.VBox([W.HBox([kind_d, J_s, mu_s]), label, image])
     box.explorer = ex  # the state behind the widget, for tests and scripting
     box.controls = {"J": J_s, "mu": mu_s, "kind": kind_d}
+    box.image = image
     return box

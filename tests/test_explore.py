@@ -1,5 +1,8 @@
 """The J/μ explorer, driven headlessly: a slider change recomputes the right energies."""
+import io
+
 import matplotlib
+import matplotlib.image
 
 matplotlib.use("Agg")
 
@@ -36,3 +39,26 @@ def test_explorer_states_differ_between_regimes():
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="kind"):
         ex.update(kind="honeycomb")
+
+
+def widget_tree(widget):
+    """The widget and every widget below it."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from widget_tree(child)
+
+
+def test_explorer_figure_is_an_image_redrawn_on_change_and_no_output_widget():
+    """The figure is PNG bytes in an Image widget and changes with the parameters; no Output widget
+    anywhere in the box (headless executors imitate one by sending on the shell socket, which can
+    lose a cell's reply and hang papermill and jupyter-book: see `sdlib.explore.explorer`)."""
+    import ipywidgets as W
+
+    box = explorer("triangular", J=2.0, mu=-2.42, size=24)
+    assert not any(isinstance(w, W.Output) for w in widget_tree(box))
+    png = bytes(box.image.value)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and box.image.format == "png"
+    img = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert img.shape[0] > 100 and img.shape[1] > 2 * img.shape[0]  # the 9 x 3.4 inch figure
+    box.controls["J"].value = 5.0
+    assert bytes(box.image.value) != png
