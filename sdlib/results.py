@@ -122,11 +122,14 @@ def coarsening_run(root: Path = ROOT, run: str = "04-triangular-coarsening") -> 
     ``halves``: the same two fits in the two halves of that window in log t, as
     ``[((t_lo, t_hi), n_L, n_wall), ...]`` (how the exponent drifts), ``L_end``, ``wall_end``,
     ``model_sha256``, ``model_path`` (None: the shipped network), ``dt`` and the network-vs-ED check: ``ref_L`` (side), ``ref_quenches``,
-    ``ref_t_end``, ``ref_max_dE`` (largest difference of the quench-mean energy per site, units of t)."""
+    ``ref_t_end``, ``ref_max_dE`` (largest difference of the quench-mean energy per site, units of t),
+    and the curves as float arrays: ``t``, ``L``, ``L_err`` (standard error over the quenches) and
+    ``l_wall`` (NaN where the run recorded none)."""
     folder = Path(root) / RUNS / run
     s, v = _read(folder / "summary.json"), _read(folder / "validation.json")
     p = s["params"]
-    t, L, wall = (np.asarray(s[k], dtype=float) for k in ("t", "L", "l_wall"))
+    t, L = (np.asarray(s[k], dtype=float) for k in ("t", "L"))
+    wall = np.array([np.nan if w is None else w for w in s["l_wall"]], dtype=float)
     t_mid = math.sqrt(p["t_fit"] * float(t[-1]))
     halves = [((lo, hi), growth_exponent(t, L, lo, hi), growth_exponent(t, wall, lo, hi))
               for lo, hi in ((p["t_fit"], t_mid), (t_mid, float(t[-1])))]
@@ -136,7 +139,8 @@ def coarsening_run(root: Path = ROOT, run: str = "04-triangular-coarsening") -> 
             "n_wall": tuple(s["growth_exponent_wall"]), "halves": halves, "L_end": s["L"][-1], "wall_end": s["l_wall"][-1],
             "model_sha256": p.get("model_sha256"), "model_path": p.get("model_path") or None, "dt": p["dt"],
             "ref_L": _side(v["n_sites"]), "ref_quenches": v["n_seeds"],
-            "ref_t_end": v["t"][-1], "ref_max_dE": float(dE)}
+            "ref_t_end": v["t"][-1], "ref_max_dE": float(dE), "t": t, "L": L,
+            "L_err": np.asarray(s["L_err"], dtype=float), "l_wall": wall}
 
 
 def _number(row: dict, key: str):

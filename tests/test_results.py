@@ -51,6 +51,8 @@ def test_coarsening_run_is_the_summary(name):
     assert n_early == growth_exponent(s["t"], s["L"], lo, mid)
     whole = growth_exponent(s["t"], s["L"], lo)
     assert math.isclose(whole[0], run["n_L"][0], rel_tol=1e-9)  # the run's fit is reproduced
+    assert run["t"].tolist() == s["t"] and run["L"].tolist() == s["L"] and run["L_err"].tolist() == s["L_err"]
+    assert [None if math.isnan(w) else w for w in run["l_wall"].tolist()] == s["l_wall"]
 
 
 def test_coarsening_sweeps_read_every_finished_run():
