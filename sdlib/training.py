@@ -48,7 +48,7 @@ from .forcefield import torque
 from .ensemble import find_mu
 from .io import atomic_write, read_grand_labels, read_trajectory
 
-__all__ = ["FieldDataset", "GrandDataset", "FMSiteWeights", "batch_losses", "split_by_trajectory", "split_by_content", "energy_weight", "loss_terms", "evaluate",
+__all__ = ["FieldDataset", "GrandDataset", "FMSiteWeights", "batch_losses", "split_by_trajectory", "split_by_content", "content_keys", "energy_weight", "loss_terms", "evaluate",
            "fit_normalization", "train"]
 
 CKPT_FORMAT = "sdlib.training.checkpoint/1"
@@ -210,21 +210,30 @@ def split_by_trajectory(paths, val: float = 0.15, test: float = 0.15, seed: int 
     return paths[n_val + n_test:], paths[:n_val], paths[n_val:n_val + n_test]
 
 
+def content_keys(spins: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A number in [0, 1) for each configuration of ``spins`` ``[M, N, 3]``, from a hash of
+    (``seed``, its spins as float64 bytes): equal configurations get equal keys, and a key does not
+    depend on the other frames or their order, so choices made by key are stable as a pool grows."""
+    if spins.dim() != 3:
+        raise ValueError(f"spins must be [M, N, 3] configurations, got shape {tuple(spins.shape)}")
+    salt = int(seed).to_bytes(8, "little", signed=True)
+    return torch.tensor([int.from_bytes(hashlib.blake2b(s.to(torch.float64).contiguous().numpy().tobytes(), digest_size=8,
+                                                        salt=salt).digest(), "little") / 2.0 ** 64
+                         for s in spins.detach().cpu()], dtype=torch.float64)
+
+
 def split_by_content(spins: torch.Tensor, val: float = 0.15, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (train, val) of the configurations ``spins`` ``[M, N, 3]``: frame m goes to validation
-    when the hash of (``seed``, its spins as float64 bytes) falls below ``val`` (as a fraction of
-    2⁶⁴), so the validation share is ``val`` on average (binomial), equal configurations share a
-    side, and a frame keeps its side whatever other frames join the pool. Each side gets at least
-    one frame (the frame of smallest hash goes to validation, that of largest to training).
+    when its :func:`content_keys` (``seed``) falls below ``val``, so the validation share is ``val``
+    on average (binomial), equal configurations share a side, and a frame keeps its side whatever
+    other frames join the pool. Each side gets at least one frame (the frame of smallest key goes to
+    validation, that of largest to training).
     """
     if not (isinstance(val, (int, float)) and 0 < val < 1):
         raise ValueError(f"val must be a fraction in (0, 1), got {val!r}")
     if spins.dim() != 3 or spins.shape[0] < 2:
         raise ValueError(f"spins must be [M, N, 3] with M >= 2 configurations, got shape {tuple(spins.shape)}")
-    salt = int(seed).to_bytes(8, "little", signed=True)
-    keys = torch.tensor([int.from_bytes(hashlib.blake2b(s.to(torch.float64).contiguous().numpy().tobytes(), digest_size=8,
-                                                         salt=salt).digest(), "little") / 2.0 ** 64
-                         for s in spins.detach().cpu()], dtype=torch.float64)
+    keys = content_keys(spins, seed)
     is_val, order = keys < val, keys.argsort()
     is_val[order[0]], is_val[order[-1]] = True, False
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()

@@ -11,7 +11,8 @@ from sdlib.io import TrajectoryWriter
 from sdlib.nn import MLForceField
 from sdlib.forcefield import torque
 from sdlib.training import (FieldDataset, FMSiteWeights, batch_losses, energy_weight, evaluate, fit_normalization,
-                            loss_terms, split_by_content, split_by_trajectory, train)
+                            loss_terms, split_by_content, split_by_trajectory, train,
+                            content_keys)
 
 LEARN_FACTOR = 10.0  # validation loss must fall at least this much
 PHYS = {"t": 1.0, "J": 1.0, "mu": 0.0, "kT": 0.0}
@@ -93,6 +94,30 @@ def test_split_by_content_is_stable_and_keeps_twins_together():
         split_by_content(pool, val=1.0)
     with pytest.raises(ValueError, match="M >= 2"):
         split_by_content(pool[:1])
+
+
+def test_content_keys_depend_on_the_frame_alone_and_are_uniform():
+    pool = random_spins(16, 400, seed=21)
+    keys = content_keys(pool, seed=7)
+    order = torch.randperm(400, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(content_keys(pool[order], seed=7), keys[order])  # no dependence on order or company
+    assert torch.equal(content_keys(pool.to(torch.float32).to(torch.float64)[:1], seed=7),
+                       content_keys(pool.to(torch.float32)[:1], seed=7))  # hashed as float64 bytes
+    assert not torch.equal(content_keys(pool, seed=8), keys)
+    # uniform on [0, 1): Kolmogorov-Smirnov distance of 400 draws, 1 % level 1.63 / sqrt(400)
+    x = keys.sort().values
+    ks = torch.maximum((torch.arange(1, 401) / 400 - x).abs(), (x - torch.arange(400) / 400).abs()).max()
+    assert 0 <= x[0] and x[-1] < 1 and ks < 1.63 / 20
+    # the frames train_committee(frames=k) keeps: the k smallest keys, the same for a grown pool where
+    # the new frames' keys are larger
+    k = 50
+    chosen = set(keys.argsort()[:k].tolist())
+    more = random_spins(16, 200, seed=22)
+    more = more[content_keys(more, seed=7) > keys.sort().values[k - 1]]
+    grown = torch.cat([more, pool])
+    assert {i - len(more) for i in content_keys(grown, seed=7).argsort()[:k].tolist()} == chosen
+    with pytest.raises(ValueError, match=r"\[M, N, 3\]"):
+        content_keys(pool[0])
 
 
 def test_energy_weight_schedule():

@@ -24,7 +24,7 @@ from ..committee import calibration, torque_spread_of
 from ..descriptors import Descriptor
 from ..forcefield import torque
 from ..nn import MLForceField
-from ..training import FieldDataset, FMSiteWeights, GrandDataset, fit_normalization, split_by_content, train
+from ..training import FieldDataset, FMSiteWeights, GrandDataset, content_keys, fit_normalization, split_by_content, train
 from ..warmstart import warm_start
 from .label import default_device
 
@@ -41,7 +41,7 @@ TRAIN = dict(epochs=30, batch_size=4, lr=2e-3, lr_final=1e-4, target="torque", e
 # (measured on 30 x 30 square frames, T_e = 0.05: no epoch beat the start on validation)
 WARM = dict(lr=2e-4, lr_final=2e-5)
 CALIBRATION_BINS = 10  # bins of equal site count for the spread-vs-error calibration of heldout_errors
-FRAMES_SEED = 7  # the fixed order of train_committee(frames=...)
+FRAMES_SEED = 7  # the hash salt of train_committee(frames=...)
 MU_WINDOW = 0.8  # canonical recipes: each frame trains at the grid points within this of its own μ*
 
 
@@ -90,8 +90,10 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     needs many epochs before its N(μ) reaches N_e. ``overrides`` replace entries of ``TRAIN``
     (e.g. ``epochs``, ``max_minutes`` per member). ``members``: which member numbers to train
     (default all ``recipe.committee``; ``[0]`` is the fixed small network alone). ``frames``: train on
-    that many frames only, the first of one fixed random order of the labelled frames (the same for
-    every member and every call: runs with equal ``frames`` see the same frames).
+    that many frames only: those of smallest ``content_keys`` (seed ``FRAMES_SEED``), a uniform random
+    choice that depends only on the frames themselves (the same for every member, every call and any
+    order of ``paths``; a frame of a grown pool that was chosen before stays chosen unless frames of
+    smaller key joined).
     """
     cfg = TRAIN | (WARM if init_from is not None else {}) | overrides
     unknown = set(overrides) - set(TRAIN)
@@ -107,7 +109,7 @@ def train_committee(recipe, paths, out_dir, *, val: float = 0.15, init_from=None
     if frames is not None:
         if not (isinstance(frames, int) and 3 <= frames <= len(ds)):
             raise ValueError(f"frames must be an integer in [3, {len(ds)}] (the labelled frames), got {frames!r}")
-        ds = _subset(ds, torch.randperm(len(ds), generator=torch.Generator().manual_seed(FRAMES_SEED))[:frames], "cpu")
+        ds = _subset(ds, content_keys(ds.spins, FRAMES_SEED).argsort()[:frames].sort().values, "cpu")
     if len(ds) < 3:
         raise ValueError(f"a committee needs at least 3 labelled frames, got {len(ds)}")
     committee = []
