@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import papermill as pm
 import pytest
+import torch
 
 from sdlib import ExactSolver, SDModel, analysis, lattice, random_spins, results
 from sdlib.datagen.reference import read_reference, reference_paths
@@ -24,6 +25,7 @@ def run(tmp_path, **params):
     (dict(L_big=31), "L_big must be an even integer"),
     (dict(t_fit=100.0), "t_fit must be a number in"),
     (dict(kT=-0.1), "kT must be a number in"),
+    (dict(ml_dtype="float16"), "ml_dtype must be 'float64' or 'float32'"),
 ])
 def test_chapter04_rejects_bad_parameters(tmp_path, bad, message):
     with pytest.raises(pm.PapermillExecutionError, match=message):
@@ -79,13 +81,17 @@ def test_chapter04_runs_a_model_given_by_path(tmp_path):
     ff.physics = ff.physics | {"J": 2.5}
     ff.save(tmp_path / "other")
     out = tmp_path / "prod"
-    res = run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "other"))
+    res = run(tmp_path, **TINY, out_dir=str(out), model_path=str(tmp_path / "other"), ml_dtype="float32")
     summary = json.loads((out / "summary.json").read_text())
     validation = json.loads((out / "validation.json").read_text())
     p = summary["params"]
     assert p["J"] == 2.5 and p["model_path"] == str(tmp_path / "other") and res["J"] == 2.5
-    assert p["model_sha256"] == ff.weights_sha256
+    assert p["model_sha256"] == ff.weights_sha256 and p["ml_dtype"] == "float32"
     s0 = random_spins(64, 2, seed=1000)  # the chapter's validation spins: seed + 1000
+    # the network ran in float32 (ml_dtype), within 1e-5 of its float64 energy
+    f32 = MLForceField.load(tmp_path / "other", lattice=lattice.triangular(8), dtype=torch.float32)
+    assert validation["E_ml"][0] == pytest.approx((f32(s0).energy / 64).mean().item(), rel=1e-12)
+    assert validation["E_ml"][0] == pytest.approx((ff(s0).energy / 64).mean().item(), rel=1e-5)
     ed = ExactSolver(SDModel(lattice.triangular(8), J=2.5, filling=p["filling"]))
     assert validation["E_reference"][0] == pytest.approx((ed(s0).energy / 64).mean().item(), abs=1e-12)
 
