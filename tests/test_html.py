@@ -140,15 +140,31 @@ def test_cell_outputs_fit_their_box(page):
         f"{page}: {len(measured['overflowing'])} of {measured['outputs']} outputs run off their box"
 
 
+def image_widget_count(page: str) -> int:
+    """Image widgets in the saved widget state of a page's executed notebook (0 for Markdown pages)."""
+    nb = executed_notebook(page)
+    if nb is None:
+        return 0
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    return sum(1 for m in state.values() if m["model_name"] == "ImageModel")
+
+
 @pytest.mark.parametrize("page", toc_pages())
 def test_figures_are_images_with_existing_files(doms, page):
+    """Figures of cell outputs are <img>s of files that exist; figures held by Image widgets (the
+    explorer's) are drawn by the widget manager from the saved state, as blob: or data: URLs."""
     images = doms[page].select("article.bd-article img")
-    srcs = [img.get("src", "") for img in images]
+    by_widget = [img for img in images if "widget-image" in img.get("class", [])]
+    files = [img for img in images if "widget-image" not in img.get("class", [])]
+    srcs = [img.get("src", "") for img in files]
     assert all(srcs), f"{page}: an <img> has an empty src"
     base = (HTML / page).parent
     missing = [s for s in srcs if not s.startswith("data:") and not (base / s).resolve().is_file()]
     assert missing == [], f"{page}: images point to missing files"
-    assert len(images) >= notebook_image_count(page), f"{page}: figures missing from the page"
+    assert len(files) >= notebook_image_count(page), f"{page}: figures missing from the page"
+    assert len(by_widget) == image_widget_count(page), f"{page}: Image widgets not drawn"
+    assert all(img.get("src", "").startswith(("blob:", "data:")) for img in by_widget), \
+        f"{page}: an Image widget has no image"
 
 
 def widget_views_in_source(page: str) -> int:
